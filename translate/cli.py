@@ -1,0 +1,50 @@
+"""Thin argparse layer: ``translate train | apply | video | export | eval | demo``.
+
+Each sub-command lives in ``translate/commands/<name>.py`` with two functions:
+``add_parser(subparsers)`` declares its flags and ``run(args) -> int`` does the work
+through the Python API. User errors (``UserError``) become one ``error:`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from translate.errors import UserError
+
+COMMANDS = ("train",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="translate",
+        description="Image-to-image translation: train CycleGAN / pix2pix, translate folders and videos.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"translate.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

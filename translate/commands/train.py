@@ -1,0 +1,141 @@
+"""``translate train``: train CycleGAN or pix2pix, resume exactly, or fine-tune."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from translate.config import RunConfig, apply_overrides, dump_yaml, load_yaml, merge, preset
+from translate.errors import UserError
+
+# flag -> (section, key): the contract flags map onto config fields
+FLAG_FIELDS = {
+    "data": ("data", "root"),
+    "direction": ("data", "direction"),
+    "crop_size": ("data", "crop_size"),
+    "load_size": ("data", "load_size"),
+    "batch_size": ("data", "batch_size"),
+    "workers": ("data", "num_workers"),
+    "steps": ("train", "steps"),
+    "epochs": ("train", "epochs"),
+    "save_every": ("train", "save_every"),
+    "sample_every": ("train", "sample_every"),
+    "log_every": ("train", "log_every"),
+    "device": ("train", "device"),
+    "seed": ("train", "seed"),
+    "precision": ("train", "precision"),
+}
+# what may change when resuming: where to stop and how to run, never what is being trained
+RESUMABLE = {"steps", "epochs", "save_every", "sample_every", "log_every", "device", "workers"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (CycleGAN or pix2pix)", description=__doc__)
+    p.add_argument("--model", choices=["cyclegan", "pix2pix"], help="model to train (default cyclegan)")
+    p.add_argument("--data", help="dataset folder (trainA/trainB, or train/ with pairs)")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN exactly from its newest complete checkpoint")
+    p.add_argument("--init-from", metavar="CKPT_OR_RUN", help="start from another run's weights (fine-tuning)")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections model, net, data, train)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any config field, e.g. train.lr=1e-4 (repeatable)")
+    p.add_argument("--steps", type=int, help="stop when the run's total step count reaches N (also after --resume)")
+    p.add_argument("--epochs", type=int, help="planned length in epochs (the lr schedule spans it)")
+    p.add_argument("--save-every", type=int, help="checkpoint every N steps, besides the end of the run")
+    p.add_argument("--sample-every", type=int, help="write a sample grid every N steps")
+    p.add_argument("--log-every", type=int, help="log losses every N steps")
+    p.add_argument("--crop-size", type=int)
+    p.add_argument("--load-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"])
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(run=run)
+
+
+def _flag_dict(args: argparse.Namespace, only: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for flag, (section, key) in FLAG_FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None and (only is None or flag in only):
+            nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
+    """Build the run config from preset → file → flags → --set; returns (cfg, resume, init)."""
+    from translate.train.checkpoint import load_checkpoint, read_generator
+
+    if args.resume:
+        if args.init_from or args.model or args.config:
+            raise UserError("--resume continues a run as it was configured; drop --model/--config/--init-from")
+        refused = [f"--{f.replace('_', '-')}" for f in FLAG_FIELDS if getattr(args, f) is not None and f not in RESUMABLE]
+        if refused:
+            raise UserError(f"--resume: {', '.join(refused)} cannot change in a resumed run; start a new run with --init-from instead")
+        loaded = load_checkpoint(Path(args.resume))
+        cfg = merge(loaded.cfg, _flag_dict(args, RESUMABLE))
+        cfg = apply_overrides(cfg, args.overrides)
+        if cfg.net != loaded.cfg.net or cfg.model != loaded.cfg.model:
+            raise UserError("--resume: the architecture (net.*, model) cannot change; start a new run with --init-from")
+        return cfg, loaded, None
+
+    cfg = preset(args.model or "cyclegan")
+    if args.config:
+        data = load_yaml(args.config)
+        if "model" in data and args.model is None:
+            cfg = preset(data["model"])
+        cfg = merge(cfg, data)
+        if args.model:
+            cfg = dataclasses.replace(cfg, model=args.model)
+    cfg = merge(cfg, _flag_dict(args))
+    cfg = apply_overrides(cfg, args.overrides)
+    init = None
+    if args.init_from:
+        source = Path(args.init_from)
+        if source.is_file() and source.suffix == ".safetensors":
+            from translate.train.checkpoint import FORMAT_GENERATOR, read_metadata
+
+            if read_metadata(source).get("format") == FORMAT_GENERATOR:
+                weights, net_cfg, origin = read_generator(source, "AtoB")
+                init = ({"gen_ab": weights}, origin)
+                cfg = dataclasses.replace(cfg, net=net_cfg)
+        if init is None:
+            loaded = load_checkpoint(source.parent if source.is_file() else source, with_state=False)
+            # the architecture comes with the weights; data, schedule and lr are the new run's
+            cfg = dataclasses.replace(cfg, net=loaded.cfg.net)
+            init = (loaded.weights, str(loaded.path))
+    if not cfg.data.root and not args.dry_run:
+        raise UserError("--data is required: a folder with trainA/ and trainB/ (CycleGAN) or train/ (pix2pix)")
+    return cfg, None, init
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, resume, init = resolve_config(args)
+    if args.dry_run:
+        sys.stdout.write(dump_yaml(cfg))
+        return 0
+    from translate.train.checkpoint import list_checkpoints
+    from translate.train.loop import train
+
+    if resume is not None:
+        run_dir = Path(args.resume)
+        if (run_dir / "checkpoints").is_dir() is False:
+            run_dir = resume.path.parent.parent
+    else:
+        if not args.out:
+            raise UserError("--out is required: the run directory to create, e.g. --out runs/day2night")
+        run_dir = Path(args.out)
+        if list_checkpoints(run_dir / "checkpoints"):
+            raise UserError(f"{run_dir}: already holds a run; continue it with --resume {run_dir} or choose another --out")
+        if not Path(cfg.data.root).is_dir():
+            raise UserError(f"--data {cfg.data.root}: folder not found")
+    result = train(cfg, run_dir, resume=resume, init_from=init)
+    if result.interrupted_by is not None:
+        return 128 + int(result.interrupted_by)
+    print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
+    return 0

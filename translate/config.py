@@ -1,0 +1,266 @@
+"""Typed run configuration: one source of truth, YAML on disk, ``--set a.b=c`` overrides.
+
+The resolved config is saved into each run directory and inside each checkpoint, so that
+resume and inference need no flags repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from translate.errors import UserError
+
+ModelKind = Literal["cyclegan", "pix2pix"]
+NormKind = Literal["instance", "batch", "none"]
+InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
+GanMode = Literal["lsgan", "vanilla", "hinge", "wgangp"]
+Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
+Direction = Literal["AtoB", "BtoA"]
+Schedule = Literal["linear", "step", "cosine", "plateau", "constant"]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+@dataclass
+class NetConfig:
+    """Architecture of the generators and discriminators (saved inside every checkpoint)."""
+
+    generator: str = "resnet_9blocks"  # resnet_6blocks | resnet_9blocks | unet_128 | unet_256
+    discriminator: str = "basic"  # basic (PatchGAN 70x70) | n_layers | pixel
+    in_channels: int = 3  # channels of domain A images
+    out_channels: int = 3  # channels of domain B images
+    base_channels_g: int = 64  # ngf in the papers
+    base_channels_d: int = 64  # ndf in the papers
+    n_layers_d: int = 3  # PatchGAN depth when discriminator == "n_layers"
+    norm: NormKind = "instance"
+    init: InitKind = "normal"
+    init_gain: float = 0.02
+    dropout: bool = False  # dropout in generator (pix2pix U-Net uses it)
+    spectral_norm: bool = False  # spectral norm on discriminator convolutions
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are prepared."""
+
+    root: str = ""
+    direction: Direction = "AtoB"
+    preprocess: Preprocess = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1
+    num_workers: int = 0
+    max_dataset_size: int = 0  # 0 = all images
+
+
+@dataclass
+class TrainConfig:
+    """Objective, optimisation, schedule and bookkeeping."""
+
+    gan_mode: GanMode = "lsgan"
+    lambda_cycle: float = 10.0  # CycleGAN: weight of each cycle loss (A->B->A and B->A->B)
+    lambda_identity: float = 0.5  # CycleGAN: identity weight, as a fraction of lambda_cycle
+    lambda_l1: float = 100.0  # pix2pix: weight of the L1 loss
+    lambda_gp: float = 10.0  # wgan-gp: gradient-penalty weight
+    pool_size: int = 50  # CycleGAN history pool of generated images; 0 disables it
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    schedule: Schedule = "linear"
+    decay_start: float = 0.5  # linear: fraction of the run at constant lr before decaying to zero
+    step_size: int = 0  # step: decay every N steps (0 = a third of the run)
+    step_gamma: float = 0.1
+    plateau_patience: int = 5  # plateau: evaluations of the mean generator loss without improvement
+    plateau_factor: float = 0.5
+    steps: int = 0  # stop when the run's total step count reaches this (0 = use epochs)
+    epochs: int = 200
+    save_every: int = 1000
+    keep_last: int = 3
+    sample_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    precision: Precision = "fp32"
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; written to ``RUN/config.yaml`` and into checkpoints."""
+
+    model: ModelKind = "cyclegan"
+    net: NetConfig = field(default_factory=NetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def preset(model: ModelKind) -> RunConfig:
+    """The paper defaults for a model: CycleGAN (Zhu et al. 2017) or pix2pix (Isola et al. 2017)."""
+    if model == "cyclegan":
+        return RunConfig(model="cyclegan")
+    if model == "pix2pix":
+        return RunConfig(
+            model="pix2pix",
+            net=NetConfig(generator="unet_256", norm="batch", dropout=True),
+            train=TrainConfig(gan_mode="vanilla", pool_size=0),
+        )
+    raise UserError(f"unknown model {model!r}: choose cyclegan or pix2pix")
+
+
+# ----------------------------------------------------------------------------------------
+# dict / YAML conversion with validation
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _check_value(key: str, hint: Any, value: Any) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise UserError(
+                f"config {key}: {value!r} is not one of {', '.join(map(str, allowed))}"
+            )
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise UserError(f"config {key}: {value!r} is not true/false")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+            isinstance(value, str) and not value.lstrip("-").isdigit()
+        ):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise UserError(f"config {key}: {value!r} is not an integer")
+        return int(value)
+    if hint is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"config {key}: {value!r} is not a number") from None
+    if hint is str:
+        return str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, refusing unknown keys and bad values."""
+    if not isinstance(data, dict):
+        raise UserError(f"config {prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise UserError(
+                f"config {prefix}{key}: unknown key; known keys are {', '.join(sorted(names))}"
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_value(prefix + key, hint, value)
+    return cls(**kwargs)
+
+
+def merge(base: RunConfig, data: dict[str, Any]) -> RunConfig:
+    """Overlay a (partial) nested dict on ``base``; the result is validated."""
+    merged = to_dict(base)
+
+    def overlay(dst: dict, src: dict, prefix: str) -> None:
+        if not isinstance(src, dict):
+            raise UserError(f"config {prefix.rstrip('.') or '<root>'}: expected a mapping")
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                overlay(dst[k], v, f"{prefix}{k}.")
+            else:
+                dst[k] = v
+
+    overlay(merged, data, "")
+    return from_dict(RunConfig, merged)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``key.sub=value`` strings (values parsed as YAML scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. --set train.lr=1e-4")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        nested: dict[str, Any] = {}
+        cur = nested
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+        _check_path(parts, key)
+        cfg = merge(cfg, nested)
+    return cfg
+
+
+def _check_path(parts: list[str], key: str) -> None:
+    cls: Any = RunConfig
+    for i, p in enumerate(parts):
+        if not dataclasses.is_dataclass(cls):
+            raise UserError(f"--set {key}: {'.'.join(parts[:i])} is not a section")
+        hints = get_type_hints(cls)
+        if p not in hints:
+            raise UserError(
+                f"--set {key}: unknown key {p!r}; known keys are {', '.join(sorted(hints))}"
+            )
+        cls = hints[p]
+    if dataclasses.is_dataclass(cls):
+        raise UserError(f"--set {key}: is a section; set one of its keys, e.g. {key}.<name>=…")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"config file {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path}: expected a mapping of sections at the top level")
+    return data
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+def net_from_json(text: str) -> NetConfig:
+    """Parse a NetConfig stored in checkpoint metadata (untrusted data: validated)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        raise UserError("checkpoint metadata: the network config is not valid JSON") from None
+    return from_dict(NetConfig, data, "net.")
+
+
+def run_from_json(text: str) -> RunConfig:
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        raise UserError("checkpoint metadata: the run config is not valid JSON") from None
+    return from_dict(RunConfig, data)

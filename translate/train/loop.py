@@ -1,0 +1,366 @@
+"""The one training loop, for every objective, read top to bottom.
+
+Device placement, precision, distribution (DDP under torchrun), optimizer and schedule
+stepping, logging, samples and checkpoints all happen here and only here.
+
+Exact resume: data order and augmentation are pure functions of (seed, epoch, index) (see
+``sampler.py`` and the datasets), dropout and gradient-penalty randomness are reseeded from
+(seed, rank, step) at every step, and everything else with state (weights, optimizers,
+schedulers, history pools) is in the checkpoint. So a run stopped after step k and resumed
+computes the same steps k+1… as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from translate.config import RunConfig, dump_yaml
+from translate.data import build_dataset
+from translate.errors import UserError
+from translate.nets import build_discriminator, build_generator, size_multiple
+from translate.train import distributed
+from translate.train.checkpoint import Counters, LoadedCheckpoint, load_weights, save_checkpoint, write_text_atomic
+from translate.train.logger import MetricsLog, save_grid
+from translate.train.objectives import OBJECTIVES, DiscContext, Objective
+from translate.train.pool import ImagePool
+from translate.train.sampler import ResumableSampler
+from translate.train.schedules import build_scheduler, scheduler_state
+
+log = logging.getLogger("translate")
+MAX_BAD_STEPS = 10  # consecutive non-finite steps before training gives up
+
+
+# ---------------------------------------------------------------------------- set-up helpers
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    elif device.type not in ("cpu", "mps"):
+        raise UserError(f"--device {name!r}: unsupported; use auto, cpu or cuda")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None = fp32), or a UserError."""
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError("--precision fp16 needs a CUDA GPU; on CPU use --precision bf16 or fp32")
+        return torch.float16
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UserError("--precision bf16: this GPU does not support bf16; use fp16 or fp32")
+        return torch.bfloat16
+    raise UserError(f"--precision {precision!r}: choose fp32, bf16 or fp16")
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
+def build_nets(cfg: RunConfig, objective: Objective) -> dict[str, nn.Module]:
+    nets: dict[str, nn.Module] = {}
+    for name in objective.generators:
+        if name == "gen_ab":
+            nets[name] = build_generator(cfg.net)
+        else:  # gen_ba maps B back to A
+            nets[name] = build_generator(cfg.net, cfg.net.out_channels, cfg.net.in_channels)
+    for name, channels in objective.discriminator_in_channels(cfg).items():
+        nets[name] = build_discriminator(cfg.net, channels)
+    return nets
+
+
+def init_from_weights(nets: dict[str, nn.Module], source: dict[str, dict[str, torch.Tensor]], origin: str) -> list[str]:
+    """Load the networks ``source`` has; the others (e.g. discriminators) stay freshly initialised."""
+    loaded = []
+    for name, module in nets.items():
+        if name in source:
+            load_weights(module, source[name], f"{origin} ({name})")
+            loaded.append(name)
+    if not any(n.startswith("gen") for n in loaded):
+        raise UserError(f"{origin}: holds no generator for this model; pass a run, checkpoint or generator file")
+    return loaded
+
+
+def grads_finite(params: list[nn.Parameter]) -> bool:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    # one fused reduction instead of a check per tensor; identical on all ranks after all-reduce
+    norms = torch._foreach_norm(grads)
+    return bool(torch.isfinite(torch.stack(norms)).all())
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM: finish the step, checkpoint, exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a library): no handlers
+                pass
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nsignal {signal.Signals(signum).name}: finishing this step and saving a checkpoint…", file=sys.stderr)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    checkpoint: Path | None
+    interrupted_by: int | None = None
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = None, init_from: tuple[dict, str] | None = None) -> TrainResult:
+    """Train ``cfg.model`` and write the run to ``run_dir``.
+
+    Args:
+        resume: a loaded checkpoint of this run to continue exactly.
+        init_from: (weights by net name, description) to fine-tune from; optimizers start fresh.
+    """
+    tc = cfg.train
+    dist_info = distributed.from_env()
+    device = resolve_device(tc.device, dist_info.local_rank)
+    amp_dtype = autocast_dtype(tc.precision, device)
+    distributed.init(dist_info, device)
+    objective = OBJECTIVES[cfg.model]
+    main = dist_info.is_main
+
+    # --- data: order and augmentation depend only on (seed, epoch, index)
+    dataset = build_dataset(cfg, "train", multiple=size_multiple(cfg.net))
+    sampler = ResumableSampler(len(dataset), seed=tc.seed, rank=dist_info.rank, world_size=dist_info.world_size)
+    batch_size = cfg.data.batch_size
+    global_batch = batch_size * dist_info.world_size
+    steps_per_epoch = math.ceil(len(dataset) / global_batch)
+    planned_steps = tc.epochs * steps_per_epoch  # the schedule's length (see schedules.py)
+    stop_at = tc.steps or planned_steps
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+
+    # --- networks: same initial weights on every rank (same seed); DDP also broadcasts them
+    torch.manual_seed(tc.seed)
+    nets = build_nets(cfg, objective)
+    if init_from is not None:
+        loaded = init_from_weights(nets, *init_from)
+        if main:
+            log.info("initialised %s from %s", ", ".join(loaded), init_from[1])
+    channels_last = device.type in ("cpu", "cuda")
+    for module in nets.values():
+        module.to(device)
+        if channels_last:  # convolutions run fastest in NHWC on both oneDNN and cuDNN
+            module.to(memory_format=torch.channels_last)
+    if dist_info.enabled and cfg.net.norm == "batch":
+        for name in nets:
+            nets[name] = nn.SyncBatchNorm.convert_sync_batchnorm(nets[name])
+    gen_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.generators))
+    disc_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.discriminators))
+    adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), foreach=True)
+    opt_g = torch.optim.Adam(gen_params, **adam)
+    opt_d = torch.optim.Adam(disc_params, **adam)
+    sched_g = build_scheduler(opt_g, tc, planned_steps)
+    sched_d = build_scheduler(opt_d, tc, planned_steps)
+    pools = {k: ImagePool(tc.pool_size, seed=tc.seed + i) for i, k in enumerate(objective.pools)}
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    counters = Counters()
+
+    if resume is not None:
+        st = resume.state
+        for name, module in nets.items():
+            load_weights(module, resume.weights[name], f"{resume.path} ({name})")
+        opt_g.load_state_dict(st["opt_g"])
+        opt_d.load_state_dict(st["opt_d"])
+        sched_g.load_state_dict(st["sched_g"])
+        sched_d.load_state_dict(st["sched_d"])
+        for key, pool in pools.items():
+            pool.load_state_dict(st["pools"][key], device)
+        if "scaler" in st and scaler.is_enabled():
+            scaler.load_state_dict(st["scaler"])
+        counters = resume.counters
+        if main:
+            log.info("resumed %s at step %d (epoch %d)", resume.path, counters.step, counters.epoch)
+
+    # DDP: generators are synchronised in the generator step, discriminators in theirs. The
+    # objective gets "views": in the generator step discriminators are the plain modules
+    # (frozen, their gradients unused), so each DDP module sees one backward per forward set.
+    if dist_info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = {n: DistributedDataParallel(m, device_ids=ids) for n, m in nets.items()}
+    else:
+        wrapped = dict(nets)
+    g_view = {n: (wrapped[n] if n in objective.generators else nets[n]) for n in nets}
+    d_view = {n: (wrapped[n] if n in objective.discriminators else nets[n]) for n in nets}
+    gp_generator = torch.Generator()
+    ctx = DiscContext(cfg=tc, pools=pools, generator=gp_generator)
+
+    metrics = MetricsLog(run_dir, enabled=main)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+    stop = StopFlag()
+    stop.install()
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    bar = tqdm(total=stop_at, initial=counters.step, disable=not (main and sys.stderr.isatty()), unit="step", dynamic_ncols=True)
+    running: dict[str, torch.Tensor] = {}
+    window_start, window_images, bad_steps = time.perf_counter(), 0, 0
+    last_ckpt: Path | None = None
+
+    def save(name: str | None = None) -> Path | None:
+        if not main:
+            return None
+        state = {
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "sched_g": scheduler_state(sched_g),
+            "sched_d": scheduler_state(sched_d),
+            "pools": {k: p.state_dict() for k, p in pools.items()},
+        }
+        if scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
+        return save_checkpoint(run_dir, cfg, nets, state, counters, keep_last=tc.keep_last, name=name)
+
+    try:
+        while counters.step < stop_at:
+            sampler.set_epoch(counters.epoch, counters.sample_offset)
+            dataset.set_epoch(counters.epoch)
+            for batch in loader:
+                torch.manual_seed(step_seed(tc.seed, dist_info.rank, counters.step))
+                gp_generator.manual_seed(step_seed(tc.seed + 1, dist_info.rank, counters.step))
+                for key in ("A", "B"):
+                    batch[key] = batch[key].to(device, non_blocking=True)
+                    if channels_last:
+                        batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+
+                # generator step: discriminators frozen, so no gradient is computed for them
+                for name in objective.discriminators:
+                    nets[name].requires_grad_(False)
+                with autocast:
+                    g_losses, outputs = objective.generator_step(g_view, batch, tc)
+                g_total = sum(g_losses.values())
+                opt_g.zero_grad(set_to_none=True)
+                scaler.scale(g_total).backward()
+                for name in objective.discriminators:
+                    nets[name].requires_grad_(True)
+
+                # discriminator step on the (detached) fakes just made
+                with autocast:
+                    d_losses = objective.discriminator_step(d_view, batch, outputs, ctx)
+                d_total = sum(d_losses.values())
+                opt_d.zero_grad(set_to_none=True)
+                scaler.scale(d_total).backward()
+
+                if scaler.is_enabled():  # fp16: the scaler skips steps with inf/NaN itself
+                    scaler.step(opt_g)
+                    scaler.step(opt_d)
+                    scaler.update()
+                elif grads_finite(gen_params) and grads_finite(disc_params):
+                    opt_g.step()
+                    opt_d.step()
+                    bad_steps = 0
+                else:
+                    bad_steps += 1
+                    if main:
+                        log.warning("step %d: non-finite loss or gradient, update skipped", counters.step + 1)
+                        metrics.write({"step": counters.step + 1, "event": "non_finite_skipped"})
+                    if bad_steps >= MAX_BAD_STEPS:
+                        raise UserError(
+                            f"training diverged: {bad_steps} consecutive steps with non-finite losses at step "
+                            f"{counters.step + 1}; lower train.lr or use --precision fp32, then --resume {run_dir}"
+                        )
+                if tc.schedule != "plateau":
+                    sched_g.step()
+                    sched_d.step()
+
+                counters.step += 1
+                counters.sample_offset += global_batch
+                if counters.sample_offset >= len(dataset):
+                    counters.epoch += 1
+                    counters.sample_offset = 0
+                window_images += batch["A"].shape[0] * dist_info.world_size
+                for key, value in itertools.chain(g_losses.items(), d_losses.items()):
+                    running[key] = running.get(key, 0.0) + value.detach().float()
+                bar.update(1)
+
+                if counters.step % tc.log_every == 0 or counters.step == stop_at:
+                    n = tc.log_every if counters.step % tc.log_every == 0 else (counters.step % tc.log_every)
+                    means = {k: float(v) / n for k, v in running.items()}
+                    elapsed = time.perf_counter() - window_start
+                    row = {"step": counters.step, "epoch": counters.epoch, "lr": opt_g.param_groups[0]["lr"], **means,
+                           "images_per_s": window_images / max(elapsed, 1e-9)}
+                    metrics.write(row)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in list(means.items())[:4]} | {"img/s": f"{row['images_per_s']:.2f}"})
+                    if tc.schedule == "plateau":
+                        g_mean = sum(means[k] for k in g_losses)
+                        sched_g.step(g_mean)
+                        sched_d.step(g_mean)
+                    running, window_start, window_images = {}, time.perf_counter(), 0
+
+                if main and tc.sample_every and (counters.step % tc.sample_every == 0 or counters.step == stop_at):
+                    named = {**{k: batch[k] for k in ("A", "B")}, **outputs}
+                    rows = [[named[n][0] for n in row] for row in objective.sample_rows]
+                    save_grid(run_dir / "samples" / f"step_{counters.step:07d}.png", rows)
+
+                stop_requested = distributed.any_flag(dist_info, stop.signum is not None)
+                if counters.step % tc.save_every == 0 or counters.step >= stop_at or stop_requested:
+                    last_ckpt = save()
+                    distributed.barrier(dist_info)
+                if stop_requested:
+                    if main:
+                        print(f"stopped at step {counters.step}; continue with: translate train --resume {run_dir}", file=sys.stderr)
+                    return TrainResult(counters.step, last_ckpt, interrupted_by=stop.signum or signal.SIGTERM)
+                if counters.step >= stop_at:
+                    break
+        if not distributed.all_agree(dist_info, counters.step):  # pragma: no cover - defensive
+            raise RuntimeError("ranks disagree on the step count")
+    finally:
+        stop.restore()
+        bar.close()
+        metrics.close()
+        distributed.shutdown(dist_info)
+    return TrainResult(counters.step, last_ckpt)
