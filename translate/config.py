@@ -17,7 +17,7 @@ import yaml
 from translate.errors import UserError
 
 ModelKind = Literal["cyclegan", "pix2pix"]
-NormKind = Literal["instance", "batch", "none"]
+NormKind = Literal["instance", "instance_affine", "batch", "none"]
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
 GanMode = Literal["lsgan", "vanilla", "hinge", "wgangp"]
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
@@ -78,8 +78,9 @@ class TrainConfig:
     step_gamma: float = 0.1
     plateau_patience: int = 5  # plateau: evaluations of the mean generator loss without improvement
     plateau_factor: float = 0.5
-    steps: int = 0  # stop when the run's total step count reaches this (0 = use epochs)
-    epochs: int = 200
+    steps: int = 0  # stop when the run's total step count reaches this (0 = at the end of the planned epochs)
+    epochs: int = 200  # planned length; the lr schedule spans it
+    schedule_steps: int = 0  # planned length in steps instead of epochs (0 = epochs x steps per epoch)
     save_every: int = 1000
     keep_last: int = 3
     sample_every: int = 500

@@ -173,7 +173,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
     batch_size = cfg.data.batch_size
     global_batch = batch_size * dist_info.world_size
     steps_per_epoch = math.ceil(len(dataset) / global_batch)
-    planned_steps = tc.epochs * steps_per_epoch  # the schedule's length (see schedules.py)
+    planned_steps = tc.schedule_steps or tc.epochs * steps_per_epoch  # the schedule's length (see schedules.py)
     stop_at = tc.steps or planned_steps
     loader = DataLoader(
         dataset,

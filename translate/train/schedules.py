@@ -54,6 +54,8 @@ def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, total_steps: int) ->
 
 def scheduler_state(scheduler: Scheduler) -> dict:
     state = scheduler.state_dict()
-    # LambdaLR stores callable objects' __dict__; ours is rebuilt from the config instead
-    state.pop("lr_lambdas", None)
+    if "lr_lambdas" in state:
+        # LambdaLR stores callable objects' __dict__; ours is rebuilt from the config instead,
+        # and None entries tell load_state_dict to keep it
+        state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
     return state

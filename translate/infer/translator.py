@@ -1,0 +1,240 @@
+"""``Translator``: a generator loaded once, applied to images, folders and videos.
+
+The CLI is a thin layer over this class::
+
+    from translate import Translator
+    t = Translator.load("runs/day2night", direction="AtoB", device="auto", precision="bf16")
+    night = t(Image.open("day.jpg"))          # PIL in → PIL out (numpy → numpy, tensor → tensor)
+
+Every image keeps its own size: it is reflection-padded to the multiple the network needs,
+translated, and cropped back.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from translate.config import NetConfig
+from translate.errors import UserError
+from translate.nets import build_generator, size_multiple
+
+
+def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflection-pad (B, C, H, W) on the bottom/right so H and W are multiples of ``multiple``.
+
+    Returns the padded batch and the original (H, W). Reflection needs the pad to be smaller
+    than the side, so very small images fall back to replicate padding.
+    """
+    h, w = batch.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return batch, (h, w)
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (h, w)
+
+
+@dataclass
+class Translator:
+    """A generator in eval mode on a device, with its architecture and precision."""
+
+    net: nn.Module
+    net_config: NetConfig
+    device: torch.device
+    precision: str = "fp32"
+    source: str = ""
+    tile: int | None = None  # force tiled inference with this tile side (pixels)
+    overlap: int = 32
+    memory_budget_mb: int = 2048  # above this estimated activation memory, tile automatically
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        *,
+        direction: str = "AtoB",
+        device: str = "auto",
+        precision: str = "fp32",
+        arch: str | None = None,
+        tile: int | None = None,
+        overlap: int = 32,
+    ) -> Translator:
+        """Load a run directory, checkpoint directory, generator file or reference ``.pth``.
+
+        Args:
+            model: path; a run directory means its newest complete checkpoint.
+            direction: AtoB (``gen_ab``) or BtoA (``gen_ba``, CycleGAN only).
+            device: auto, cpu, cuda, cuda:N.
+            precision: fp32, bf16 (CPU with bf16 or CUDA) or fp16 (CUDA).
+            arch: architecture of a reference-layout ``.pth`` (inferred from keys if None).
+        """
+        from translate.train.checkpoint import load_weights, read_generator
+        from translate.train.loop import autocast_dtype, resolve_device
+
+        path = Path(model)
+        if not path.exists():
+            raise UserError(f"--model {model}: not found; pass a run directory, a .safetensors generator or a .pth file")
+        dev = resolve_device(device)
+        autocast_dtype(precision, dev)  # validates the precision for this device
+        if path.is_file() and path.suffix in (".pth", ".pt", ".ckpt"):
+            from translate.infer.importers import read_reference_generator
+
+            weights, net_cfg, source = read_reference_generator(path, arch=arch)
+        else:
+            weights, net_cfg, source = read_generator(path, direction)
+        net = build_generator(net_cfg)
+        load_weights(net, weights, source)
+        return cls.from_module(net, net_cfg, device=dev, precision=precision, source=source, tile=tile, overlap=overlap)
+
+    @classmethod
+    def from_module(cls, net: nn.Module, net_config: NetConfig, *, device: torch.device | str = "cpu", precision: str = "fp32", **kwargs: Any) -> Translator:
+        device = torch.device(device)
+        net = net.eval().requires_grad_(False).to(device)
+        if device.type in ("cpu", "cuda"):
+            net = net.to(memory_format=torch.channels_last)
+        return cls(net=net, net_config=net_config, device=device, precision=precision, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def in_channels(self) -> int:
+        return self.net_config.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.net_config.out_channels
+
+    @property
+    def multiple(self) -> int:
+        return size_multiple(self.net_config)
+
+    def autocast(self):
+        from translate.train.loop import autocast_dtype
+
+        dtype = autocast_dtype(self.precision, self.device)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    # ------------------------------------------------------------------ tensors
+
+    @torch.inference_mode()
+    def translate_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Translate images of one size.
+
+        Args:
+            batch: (B, C_in, H, W) float in [-1, 1], any device; any H, W.
+
+        Returns:
+            (B, C_out, H, W) float32 in [-1, 1] on CPU.
+        """
+        if batch.ndim != 4 or batch.shape[1] != self.in_channels:
+            raise ValueError(f"expected (B, {self.in_channels}, H, W), got {tuple(batch.shape)}")
+        from translate.infer.tiling import needs_tiling, translate_tiled
+
+        if self.tile or needs_tiling(self, batch.shape):
+            return translate_tiled(self, batch)
+        return self._forward_padded(batch)
+
+    def _forward_padded(self, batch: torch.Tensor) -> torch.Tensor:
+        padded, (h, w) = pad_to_multiple(batch.to(self.device, torch.float32), self.multiple)
+        if self.device.type in ("cpu", "cuda"):
+            padded = padded.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            out = self.net(padded)
+        return out[..., :h, :w].float().clamp_(-1, 1).cpu().contiguous()
+
+    # ------------------------------------------------------------------ images
+
+    def translate_array(self, image: np.ndarray) -> np.ndarray:
+        """Translate one HWC (or HW) image; uint8 → uint8, uint16 → uint16, float [0, 1] → float32.
+
+        Channels are converted to what the network takes (gray ↔ RGB); an alpha channel is
+        passed through unchanged.
+        """
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected an HWC image with 1-4 channels, got shape {image.shape}")
+        dtype = image.dtype
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.dtype(dtype), 1.0)
+        x = image.astype(np.float32) / scale
+        alpha = None
+        if x.shape[2] in (2, 4):
+            x, alpha = x[:, :, :-1], image[:, :, -1:]
+        x = _match_channels(x, self.in_channels)
+        tensor = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None] * 2 - 1
+        out = (self.translate_batch(tensor)[0].permute(1, 2, 0).numpy() + 1) / 2
+        if alpha is not None:
+            out = _match_channels(out, 3 if out.shape[2] == 1 else out.shape[2])
+        if scale != 1.0:
+            out = np.round(np.clip(out, 0, 1) * scale).astype(dtype)
+        else:
+            out = out.astype(np.float32)
+        if alpha is not None:
+            out = np.concatenate([out, alpha.astype(out.dtype)], axis=2)
+        return out
+
+    def __call__(self, image: Any) -> Any:
+        """Translate a PIL image, a numpy HWC array or a (B, C, H, W)/(C, H, W) tensor in [-1, 1]."""
+        if isinstance(image, torch.Tensor):
+            if image.ndim == 3:
+                return self.translate_batch(image[None])[0].to(image.device)
+            return self.translate_batch(image).to(image.device)
+        if isinstance(image, np.ndarray):
+            return self.translate_array(image)
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            return _translate_pil(self, image)
+        raise TypeError(f"cannot translate a {type(image).__name__}; pass a PIL image, numpy array or torch tensor")
+
+    # ------------------------------------------------------------------ folders and videos
+
+    def translate_folder(self, src: str | Path, dst: str | Path, **options: Any):
+        """Translate every image under ``src`` into the mirrored tree ``dst`` (see ``infer.folder``)."""
+        from translate.infer.folder import translate_folder
+
+        return translate_folder(self, Path(src), Path(dst), **options)
+
+    def translate_video(self, src: str | Path, dst: str | Path, **options: Any):
+        """Translate a video file (or a folder of frames) into ``dst`` (see ``infer.video``)."""
+        from translate.infer.video import translate_video
+
+        return translate_video(self, Path(src), Path(dst), **options)
+
+
+def _match_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W, C) float → (H, W, channels): gray→RGB repeats, RGB→gray uses ITU-R 601 luma."""
+    if x.shape[2] == channels:
+        return x
+    if channels == 3 and x.shape[2] == 1:
+        return np.repeat(x, 3, axis=2)
+    if channels == 1 and x.shape[2] == 3:
+        return (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+    raise ValueError(f"cannot convert {x.shape[2]} channels to {channels}")
+
+
+def _translate_pil(translator: Translator, image: Any) -> Any:
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image).astype(np.uint16)
+        out = translator.translate_array(arr)
+        return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else (out >> 8).astype(np.uint8))
+    if mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
+    out = translator.translate_array(np.asarray(image))
+    return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
