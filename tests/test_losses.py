@@ -1,0 +1,140 @@
+"""Losses: values worked by hand, gradient penalty behaviour, dtype safety."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from translate.losses import GANLoss, cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss
+from translate.nets.discriminators import PatchDiscriminator
+
+PRED = torch.tensor([0.5, -1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("mode", "target_is_real", "for_discriminator", "expected"),
+    [
+        ("lsgan", True, True, (0.5**2 + 2.0**2 + 1.0**2) / 3),
+        ("lsgan", False, True, (0.5**2 + 1.0**2 + 2.0**2) / 3),
+        ("lsgan", True, False, (0.5**2 + 2.0**2 + 1.0**2) / 3),  # no D/G difference
+        # BCE with logits: -log(sigmoid(p)) = log(1 + e^-p) for real, log(1 + e^p) for fake.
+        ("vanilla", True, True, (math.log1p(math.exp(-0.5)) + math.log1p(math.e) + math.log1p(math.exp(-2))) / 3),
+        ("vanilla", False, True, (math.log1p(math.exp(0.5)) + math.log1p(math.exp(-1)) + math.log1p(math.exp(2))) / 3),
+        ("hinge", True, True, (0.5 + 2.0 + 0.0) / 3),  # relu(1 - p)
+        ("hinge", False, True, (1.5 + 0.0 + 3.0) / 3),  # relu(1 + p)
+        ("hinge", True, False, -0.5),  # generator: -mean(p)
+        ("wgangp", True, True, -0.5),
+        ("wgangp", False, True, 0.5),
+        ("wgangp", True, False, -0.5),
+    ],
+)
+def test_gan_loss_by_hand(mode: str, target_is_real: bool, for_discriminator: bool, expected: float) -> None:
+    loss = gan_loss(PRED, target_is_real, mode, for_discriminator=for_discriminator)
+    assert loss.dtype == torch.float32 and loss.dim() == 0
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    module = GANLoss(mode)(PRED, target_is_real, for_discriminator=for_discriminator)
+    assert module.item() == loss.item()
+
+
+def test_lsgan_example_from_the_brief() -> None:
+    assert gan_loss(torch.tensor([0.5, -1.0]), True, "lsgan").item() == pytest.approx((0.5**2 + 2**2) / 2)
+
+
+@pytest.mark.parametrize("mode", ["lsgan", "vanilla", "hinge", "wgangp"])
+def test_gan_loss_low_precision_input_and_gradient(mode: str) -> None:
+    pred = torch.randn(2, 1, 6, 6).bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = gan_loss(pred, False, mode)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(gan_loss(pred.detach().float(), False, mode).item(), rel=1e-6)
+    loss.backward()
+    assert pred.grad is not None and pred.grad.dtype == torch.bfloat16
+    assert pred.grad.float().abs().sum() > 0
+
+
+def test_unknown_modes_raise() -> None:
+    with pytest.raises(ValueError, match="'wgan'"):
+        gan_loss(PRED, True, "wgan")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'bce'"):
+        GANLoss("bce")  # type: ignore[arg-type]
+    assert "lsgan" in repr(GANLoss("lsgan"))
+
+
+class LinearCritic(nn.Module):
+    """disc(x) = <w, x> per sample: its input gradient is w everywhere."""
+
+    def __init__(self, shape: tuple[int, ...], norm: float) -> None:
+        super().__init__()
+        weight = torch.randn(shape)
+        self.weight = nn.Parameter(weight * norm / weight.norm())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x * self.weight).flatten(1).sum(dim=1)
+
+
+@pytest.mark.parametrize("kind", ["mixed", "real", "fake"])
+def test_gradient_penalty_of_linear_critics(kind: str) -> None:
+    torch.manual_seed(0)
+    real, fake = torch.rand(4, 3, 8, 8) * 2 - 1, torch.rand(4, 3, 8, 8) * 2 - 1
+    unit = LinearCritic((3, 8, 8), norm=1.0)
+    assert gradient_penalty(unit, real, fake, kind=kind).item() < 1e-10
+    steep = LinearCritic((3, 8, 8), norm=3.0)
+    penalty = gradient_penalty(steep, real, fake, kind=kind)
+    assert penalty.item() == pytest.approx((3.0 - 1.0) ** 2, rel=1e-5)
+    # d/dw (|w| - 1)^2 = 2 (|w| - 1) w / |w|: the penalty trains the critic.
+    penalty.backward()
+    torch.testing.assert_close(steep.weight.grad, 2 * 2.0 * steep.weight.detach() / 3.0)
+    assert gradient_penalty(steep, real, fake, kind=kind, constant=3.0).item() < 1e-10
+
+
+def test_gradient_penalty_trains_a_patchgan_and_is_reproducible() -> None:
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(3, base_channels=4, norm="none")
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    fake = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    first = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(7))
+    again = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(7))
+    other = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(8))
+    assert first.item() > 0 and math.isfinite(first.item())
+    assert first.item() == again.item()
+    assert first.item() != other.item()
+    first.backward()
+    for name, param in critic.named_parameters():
+        if param.dim() > 1:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert fake.grad is None  # a discriminator loss: nothing flows to the generator
+
+
+def test_gradient_penalty_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(3, base_channels=4)
+    real, fake = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        penalty = gradient_penalty(critic, real, fake)
+    assert penalty.dtype == torch.float32 and math.isfinite(penalty.item())
+    penalty.backward()
+    weights = [p for p in critic.parameters() if p.dim() > 1]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in weights)
+
+
+def test_gradient_penalty_bad_arguments() -> None:
+    critic = LinearCritic((3, 4, 4), norm=1.0)
+    with pytest.raises(ValueError, match=r"\(2, 3, 4, 4\) vs \(1, 3, 4, 4\)"):
+        gradient_penalty(critic, torch.zeros(2, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="'both'"):
+        batch = torch.zeros(2, 3, 4, 4)
+        gradient_penalty(critic, batch, batch, kind="both")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fn", [cycle_loss, identity_loss, l1_loss])
+def test_l1_terms(fn) -> None:
+    a = torch.tensor([[0.5, -1.0], [1.0, 0.0]]).view(1, 1, 2, 2)
+    b = torch.tensor([[0.0, 1.0], [1.0, -0.5]]).view(1, 1, 2, 2)
+    assert fn(a, b).item() == pytest.approx((0.5 + 2.0 + 0.0 + 0.5) / 4)
+    low = fn(a.bfloat16(), b.bfloat16())
+    assert low.dtype == torch.float32 and low.item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\) vs \(1, 1, 4\)"):
+        fn(a, b.view(1, 1, 4))

@@ -1,0 +1,181 @@
+"""Losses of CycleGAN and pix2pix: adversarial (four GAN modes), gradient penalty, L1 terms.
+
+Plain functions; objectives weight and sum them. Each casts its inputs to float32 first so it
+is safe under bf16/fp16 autocast (the networks may run in low precision; reductions don't).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from translate.config import GanMode
+
+PenaltyKind = Literal["mixed", "real", "fake"]
+
+
+def gan_loss(
+    prediction: Tensor,
+    target_is_real: bool,
+    mode: GanMode,
+    *,
+    for_discriminator: bool = True,
+) -> Tensor:
+    """Adversarial loss of discriminator logits against "real" or "fake".
+
+    Modes (``p`` = prediction, mean over every element):
+
+    - ``lsgan`` (Mao et al. 2017, CycleGAN's default): ``mean((p - t)**2)``, ``t`` = 1 real / 0 fake.
+    - ``vanilla`` (Goodfellow et al. 2014, pix2pix's): binary cross-entropy with logits to 1 / 0.
+    - ``hinge`` (Lim & Ye 2017): discriminator ``mean(relu(1 - p))`` real, ``mean(relu(1 + p))``
+      fake; generator (``for_discriminator=False``) ``-mean(p)`` for real (and ``mean(p)`` for
+      fake, the symmetric case).
+    - ``wgangp`` (Gulrajani et al. 2017): ``-mean(p)`` real, ``mean(p)`` fake, for both players;
+      add :func:`gradient_penalty` to the discriminator's loss.
+
+    The generator calls it with ``target_is_real=True`` on its fakes' predictions.
+
+    Args:
+        prediction: discriminator logits, any shape, e.g. ``(B, 1, H', W')``; any float dtype.
+        target_is_real: whether the prediction should say "real".
+        mode: the GAN objective.
+        for_discriminator: whose loss it is (matters for ``hinge`` only).
+
+    Returns:
+        A float32 scalar.
+    """
+    if not isinstance(prediction, Tensor):
+        raise ValueError(f"gan_loss: prediction must be a tensor, got {type(prediction).__name__}")
+    pred = prediction.float()
+    if mode == "lsgan":
+        target = torch.full_like(pred, 1.0 if target_is_real else 0.0)
+        return F.mse_loss(pred, target)
+    if mode == "vanilla":
+        target = torch.full_like(pred, 1.0 if target_is_real else 0.0)
+        return F.binary_cross_entropy_with_logits(pred, target)
+    if mode == "hinge":
+        if for_discriminator:
+            return F.relu(1.0 - pred).mean() if target_is_real else F.relu(1.0 + pred).mean()
+        return -pred.mean() if target_is_real else pred.mean()
+    if mode == "wgangp":
+        return -pred.mean() if target_is_real else pred.mean()
+    raise ValueError(f"gan_loss: mode must be one of {', '.join(get_args(GanMode))}, got {mode!r}")
+
+
+def gradient_penalty(
+    disc: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    *,
+    kind: PenaltyKind = "mixed",
+    constant: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """WGAN-GP penalty ``mean((||grad_x disc(x)||_2 - constant)**2)`` (Gulrajani et al. 2017).
+
+    Unweighted: the caller multiplies by ``lambda_gp``. The graph is kept (``create_graph``) so
+    backpropagating the penalty trains ``disc``. ``real`` and ``fake`` are detached: the penalty
+    is a discriminator loss only. For a PatchGAN the gradient is that of the sum of its patch
+    logits, as the reference. Avoid batch norm in ``disc``: it couples the samples whose
+    gradients are penalised one by one.
+
+    Args:
+        disc: the critic, ``(B, C, H, W) -> (B, …)`` logits.
+        real: real images ``(B, C, H, W)`` in [-1, 1] (any rank >= 1 works: ``(B, …)``).
+        fake: generated images, same shape as ``real``.
+        kind: where to evaluate the gradient: ``mixed`` (random points on the lines between
+            real and fake samples, the paper), ``real`` or ``fake``.
+        constant: the target gradient norm.
+        generator: the random source for the interpolation weights (one per sample), for
+            reproducibility; it may live on another device than ``real``.
+
+    Returns:
+        A float32 scalar.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"gradient_penalty: real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}"
+        )
+    if real.dim() < 1 or real.shape[0] == 0:
+        raise ValueError(f"gradient_penalty: expected a non-empty batch (B, …), got {tuple(real.shape)}")
+    real = real.detach().float()
+    fake = fake.detach().float()
+    if kind == "mixed":
+        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        device = generator.device if generator is not None else real.device
+        eps = torch.rand(shape, generator=generator, device=device).to(real.device)
+        points = eps * real + (1.0 - eps) * fake
+    elif kind == "real":
+        points = real.clone()
+    elif kind == "fake":
+        points = fake.clone()
+    else:
+        kinds = ", ".join(get_args(PenaltyKind))
+        raise ValueError(f"gradient_penalty: kind must be one of {kinds}, got {kind!r}")
+    points.requires_grad_(True)
+    out = disc(points)
+    (grad,) = torch.autograd.grad(
+        outputs=out,
+        inputs=points,
+        grad_outputs=torch.ones_like(out),
+        create_graph=True,
+    )
+    grad = grad.float().flatten(1)
+    # Tiny epsilon inside the sqrt: the norm's derivative is undefined at a zero gradient.
+    norm = torch.sqrt(grad.pow(2).sum(dim=1) + 1e-12)
+    return (norm - constant).pow(2).mean()
+
+
+def _l1(a: Tensor, b: Tensor, name: str) -> Tensor:
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return F.l1_loss(a.float(), b.float())
+
+
+def cycle_loss(rec: Tensor, real: Tensor) -> Tensor:
+    """Cycle-consistency ``mean|rec - real|`` (CycleGAN eq. 2): ``rec_a = gen_ba(gen_ab(real_a))``.
+
+    Args:
+        rec: reconstructed images ``(B, C, H, W)`` in [-1, 1].
+        real: the originals, same shape.
+    """
+    return _l1(rec, real, "cycle_loss")
+
+
+def identity_loss(idt: Tensor, real: Tensor) -> Tensor:
+    """Identity ``mean|idt - real|`` with ``idt = gen_ab(real_b)`` (CycleGAN section 5.2).
+
+    Args:
+        idt: a generator's output on an image of its target domain, ``(B, C, H, W)`` in [-1, 1].
+        real: that image, same shape.
+    """
+    return _l1(idt, real, "identity_loss")
+
+
+def l1_loss(fake: Tensor, real: Tensor) -> Tensor:
+    """pix2pix's reconstruction term ``mean|fake_b - real_b|``.
+
+    Args:
+        fake: generated images ``(B, C, H, W)`` in [-1, 1].
+        real: the paired targets, same shape.
+    """
+    return _l1(fake, real, "l1_loss")
+
+
+class GANLoss(nn.Module):
+    """Module form of :func:`gan_loss` with the mode fixed at construction."""
+
+    def __init__(self, mode: GanMode) -> None:
+        super().__init__()
+        if mode not in get_args(GanMode):
+            raise ValueError(f"GANLoss: mode must be one of {', '.join(get_args(GanMode))}, got {mode!r}")
+        self.mode = mode
+
+    def forward(self, prediction: Tensor, target_is_real: bool, *, for_discriminator: bool = True) -> Tensor:
+        return gan_loss(prediction, target_is_real, self.mode, for_discriminator=for_discriminator)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"

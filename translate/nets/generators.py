@@ -1,0 +1,346 @@
+"""Generators: the ResNet encoder-decoder (CycleGAN) and the U-Net (pix2pix).
+
+Architectures, defaults and ``state_dict`` layout (attribute names and ``nn.Sequential``
+indices) follow the reference ``models/networks.py`` of junyanz/pytorch-CycleGAN-and-pix2pix,
+so its published checkpoints load with ``load_state_dict`` once stale InstanceNorm running-stat
+keys from pre-0.4 PyTorch are dropped.
+
+In the papers' notation a CycleGAN generator is G: A→B or F: B→A (``gen_ab``, ``gen_ba``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from translate.config import NetConfig, NormKind
+from translate.nets.layers import check_image_batch, conv_bias, norm_factory
+from translate.nets.registry import register_generator
+
+PaddingKind = Literal["reflect", "replicate", "zero"]
+
+
+def _padding(kind: PaddingKind, size: int) -> tuple[list[nn.Module], int]:
+    """Explicit pad layers and the conv's own ``padding`` for a padding mode."""
+    if kind == "reflect":
+        return [nn.ReflectionPad2d(size)], 0
+    if kind == "replicate":
+        return [nn.ReplicationPad2d(size)], 0
+    if kind == "zero":
+        return [], size
+    raise ValueError(f"padding must be reflect, replicate or zero, got {kind!r}")
+
+
+class ResnetBlock(nn.Module):
+    """Residual block ``x + conv_block(x)``: two 3x3 convs with norm, ReLU between them.
+
+    Shape: ``(B, C, H, W)`` → ``(B, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        norm: NormKind,
+        dropout: bool,
+        bias: bool,
+        padding: PaddingKind = "reflect",
+    ) -> None:
+        super().__init__()
+        make_norm = norm_factory(norm)
+        pad_layers, conv_pad = _padding(padding, 1)
+        layers: list[nn.Module] = [
+            *pad_layers,
+            nn.Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
+            make_norm(channels),
+            nn.ReLU(True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        pad_layers, conv_pad = _padding(padding, 1)
+        layers += [
+            *pad_layers,
+            nn.Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
+            make_norm(channels),
+        ]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Johnson et al. (2016) encoder-decoder with residual blocks, the CycleGAN generator.
+
+    7x7 conv, ``n_downsampling`` stride-2 3x3 convs doubling the channels, ``n_blocks`` residual
+    blocks, as many stride-2 transposed convs halving them, 7x7 conv, tanh. Reflection padding
+    at the borders avoids the edge artefacts zero padding leaves in translated images.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        base_channels: channels after the first conv (``ngf``); the bottleneck has
+            ``base_channels * 2**n_downsampling``.
+        n_blocks: residual blocks at the bottleneck (9 for 256 px, 6 for 128 px in the paper).
+        n_downsampling: stride-2 stages; H and W must be multiples of ``2**n_downsampling``.
+        norm: norm layer kind.
+        dropout: dropout(0.5) inside each residual block.
+        padding: border handling inside the residual blocks.
+
+    Shape: ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, out_channels, H, W)`` in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        base_channels: int = 64,
+        n_blocks: int = 9,
+        n_downsampling: int = 2,
+        norm: NormKind = "instance",
+        dropout: bool = False,
+        padding: PaddingKind = "reflect",
+    ) -> None:
+        super().__init__()
+        for name, value, least in (
+            ("in_channels", in_channels, 1),
+            ("out_channels", out_channels, 1),
+            ("base_channels", base_channels, 1),
+            ("n_blocks", n_blocks, 0),
+            ("n_downsampling", n_downsampling, 0),
+        ):
+            if value < least:
+                raise ValueError(f"ResnetGenerator: {name} must be >= {least}, got {value!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.size_multiple = 2**n_downsampling
+        make_norm = norm_factory(norm)
+        bias = conv_bias(norm)
+
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, base_channels, kernel_size=7, bias=bias),
+            make_norm(base_channels),
+            nn.ReLU(True),
+        ]
+        channels = base_channels
+        for _ in range(n_downsampling):
+            layers += [
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                make_norm(channels * 2),
+                nn.ReLU(True),
+            ]
+            channels *= 2
+        layers += [
+            ResnetBlock(channels, norm=norm, dropout=dropout, bias=bias, padding=padding)
+            for _ in range(n_blocks)
+        ]
+        for _ in range(n_downsampling):
+            # output_padding=1 makes each stage exactly double H and W.
+            layers += [
+                nn.ConvTranspose2d(
+                    channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
+                ),
+                make_norm(channels // 2),
+                nn.ReLU(True),
+            ]
+            channels //= 2
+        layers += [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, out_channels, kernel_size=7),
+            nn.Tanh(),
+        ]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The bottleneck must keep >= 2 pixels: reflection padding needs pad < size.
+        check_image_batch(
+            x,
+            channels=self.in_channels,
+            where="ResnetGenerator",
+            multiple=self.size_multiple,
+            min_size=2 * self.size_multiple,
+        )
+        return self.model(x)
+
+
+UnetRole = Literal["outermost", "middle", "innermost"]
+
+
+class UnetSkipBlock(nn.Module):
+    """One U-Net level: ``x -> [down -> submodule -> up]``, concatenated with ``x``.
+
+    Down: LeakyReLU(0.2), 4x4 stride-2 conv, norm. Up: ReLU, 4x4 stride-2 transposed conv,
+    norm. The outermost level takes the image, has no norm and ends in tanh instead of the
+    skip concatenation; the innermost has no submodule and no norm on its down path.
+
+    Shape: ``(B, in_channels, H, W)`` → ``(B, in_channels + outer_channels, H, W)`` (outermost:
+    ``(B, outer_channels, H, W)``).
+    """
+
+    def __init__(
+        self,
+        outer_channels: int,
+        inner_channels: int,
+        *,
+        role: UnetRole,
+        norm: NormKind,
+        in_channels: int | None = None,
+        submodule: nn.Module | None = None,
+        dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        if (submodule is None) != (role == "innermost"):
+            need = "takes no" if role == "innermost" else "needs a"
+            raise ValueError(f"UnetSkipBlock: a {role} block {need} submodule")
+        self.outermost = role == "outermost"
+        make_norm = norm_factory(norm)
+        bias = conv_bias(norm)
+        in_channels = outer_channels if in_channels is None else in_channels
+        down_conv = nn.Conv2d(in_channels, inner_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+        # Below the innermost level the up path gets its own output concatenated with the skip.
+        up_in = inner_channels if role == "innermost" else inner_channels * 2
+
+        layers: list[nn.Module]
+        if role == "outermost":
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
+            layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
+        elif role == "innermost":
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, make_norm(outer_channels)]
+        else:
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [
+                nn.LeakyReLU(0.2, True),
+                down_conv,
+                make_norm(inner_channels),
+                submodule,
+                nn.ReLU(True),
+                up_conv,
+                make_norm(outer_channels),
+            ]
+            if dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], dim=1)
+
+
+class UnetGenerator(nn.Module):
+    """Ronneberger et al. (2015) U-Net as used by pix2pix (Isola et al. 2017).
+
+    ``num_downs`` stride-2 levels with skip connections; channels go ``base``, 2x, 4x, then 8x
+    for every deeper level. At ``2**num_downs`` px input the bottleneck is 1x1. With
+    ``dropout``, the ``num_downs - 5`` 8x-channel levels between the innermost and the 4x level
+    get dropout(0.5) after their up path: pix2pix's only noise source.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        num_downs: levels (>= 5); 7 for 128 px, 8 for 256 px. H and W must be multiples of
+            ``2**num_downs``.
+        base_channels: channels of the outermost level (``ngf``).
+        norm: norm layer kind (pix2pix uses ``batch``).
+        dropout: dropout in the deep decoder levels.
+
+    Shape: ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, out_channels, H, W)`` in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        num_downs: int = 8,
+        base_channels: int = 64,
+        norm: NormKind = "instance",
+        dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value, least in (
+            ("in_channels", in_channels, 1),
+            ("out_channels", out_channels, 1),
+            ("base_channels", base_channels, 1),
+            ("num_downs", num_downs, 5),
+        ):
+            if value < least:
+                raise ValueError(f"UnetGenerator: {name} must be >= {least}, got {value!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.size_multiple = 2**num_downs
+        widest = base_channels * 8
+
+        block = UnetSkipBlock(widest, widest, role="innermost", norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipBlock(widest, widest, role="middle", norm=norm, submodule=block, dropout=dropout)
+        for outer in (base_channels * 4, base_channels * 2, base_channels):
+            block = UnetSkipBlock(outer, outer * 2, role="middle", norm=norm, submodule=block)
+        self.model = UnetSkipBlock(
+            out_channels, base_channels, role="outermost", norm=norm, in_channels=in_channels, submodule=block
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_image_batch(x, channels=self.in_channels, where="UnetGenerator", multiple=self.size_multiple)
+        return self.model(x)
+
+
+# ----------------------------------------------------------------------------------------
+# Builders: fill the class arguments from the config; ``build_generator`` applies the init.
+
+
+def resnet_generator(
+    cfg: NetConfig, in_channels: int, out_channels: int, *, n_blocks: int
+) -> ResnetGenerator:
+    """A :class:`ResnetGenerator` with ``n_blocks`` residual blocks, the rest from ``cfg``."""
+    return ResnetGenerator(
+        in_channels,
+        out_channels,
+        base_channels=cfg.base_channels_g,
+        n_blocks=n_blocks,
+        norm=cfg.norm,
+        dropout=cfg.dropout,
+    )
+
+
+def unet_generator(
+    cfg: NetConfig, in_channels: int, out_channels: int, *, num_downs: int
+) -> UnetGenerator:
+    """A :class:`UnetGenerator` with ``num_downs`` levels, the rest from ``cfg``."""
+    return UnetGenerator(
+        in_channels,
+        out_channels,
+        num_downs=num_downs,
+        base_channels=cfg.base_channels_g,
+        norm=cfg.norm,
+        dropout=cfg.dropout,
+    )
+
+
+@register_generator("resnet_6blocks")
+def resnet_6blocks(cfg: NetConfig, in_channels: int, out_channels: int) -> ResnetGenerator:
+    """CycleGAN generator for 128 px images."""
+    return resnet_generator(cfg, in_channels, out_channels, n_blocks=6)
+
+
+@register_generator("resnet_9blocks")
+def resnet_9blocks(cfg: NetConfig, in_channels: int, out_channels: int) -> ResnetGenerator:
+    """CycleGAN generator for 256 px images (11,378,179 parameters at ngf=64, instance norm)."""
+    return resnet_generator(cfg, in_channels, out_channels, n_blocks=9)
+
+
+@register_generator("unet_128")
+def unet_128(cfg: NetConfig, in_channels: int, out_channels: int) -> UnetGenerator:
+    """pix2pix U-Net for 128 px images (7 levels)."""
+    return unet_generator(cfg, in_channels, out_channels, num_downs=7)
+
+
+@register_generator("unet_256")
+def unet_256(cfg: NetConfig, in_channels: int, out_channels: int) -> UnetGenerator:
+    """pix2pix U-Net for 256 px images (8 levels)."""
+    return unet_generator(cfg, in_channels, out_channels, num_downs=8)
