@@ -137,5 +137,6 @@ def run(args: argparse.Namespace) -> int:
     result = train(cfg, run_dir, resume=resume, init_from=init)
     if result.interrupted_by is not None:
         return 128 + int(result.interrupted_by)
-    print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
+    if result.checkpoint is not None:  # rank 0 writes checkpoints; other ranks stay quiet
+        print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
     return 0

@@ -66,3 +66,23 @@ def any_flag(info: DistInfo, flag: bool) -> bool:
     t = torch.tensor([1 if flag else 0], dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def check_in_sync(info: DistInfo, modules: list[torch.nn.Module]) -> None:
+    """Raise when the ranks' parameters differ (compares a float64 fingerprint of each).
+
+    Buffers (batch-norm running statistics) are left out: DDP broadcasts rank 0's at every
+    forward, and rank 0's are the ones checkpoints keep.
+    """
+    if not info.enabled:
+        return
+    tensors = [p.detach() for m in modules for p in m.parameters()]
+    # sum and sum of squares weighted by position: equal only if the weights are (almost surely) equal
+    fingerprint = torch.stack(
+        [torch.stack([t.double().sum(), (t.double().flatten() * torch.arange(1, t.numel() + 1, dtype=torch.float64, device=t.device)).sum()]) for t in tensors]
+    ).flatten().cpu()
+    gathered = [torch.empty_like(fingerprint) for _ in range(info.world_size)]
+    dist.all_gather(gathered, fingerprint)
+    for rank, other in enumerate(gathered):
+        if not torch.equal(other, gathered[0]):
+            raise RuntimeError(f"weights of rank {rank} differ from rank 0; distributed training is out of sync")

@@ -142,6 +142,25 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+class PhaseModule(nn.Module):
+    """One phase of an objective (generator or discriminator step) as a single module call.
+
+    Args:
+        trained: the networks this phase updates (registered: DDP synchronises them).
+        all_nets: every network by name, passed to ``step`` (the others are not registered).
+        step: the objective's function, called as ``step(all_nets, *args)``.
+    """
+
+    def __init__(self, trained: dict[str, nn.Module], all_nets: dict[str, nn.Module], step: Any) -> None:
+        super().__init__()
+        self.trained = nn.ModuleDict(trained)
+        self._all_nets = dict(all_nets)  # a plain dict: not registered as submodules
+        self._step = step
+
+    def forward(self, *args: Any) -> Any:
+        return self._step(self._all_nets, *args)
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -197,8 +216,13 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
         if channels_last:  # convolutions run fastest in NHWC on both oneDNN and cuDNN
             module.to(memory_format=torch.channels_last)
     if dist_info.enabled and cfg.net.norm == "batch":
-        for name in nets:
-            nets[name] = nn.SyncBatchNorm.convert_sync_batchnorm(nets[name])
+        if device.type == "cuda":
+            for name in nets:
+                nets[name] = nn.SyncBatchNorm.convert_sync_batchnorm(nets[name])
+        elif main:
+            # PyTorch's SyncBatchNorm is CUDA-only: on CPU each rank normalises with its own batch
+            # statistics and DDP broadcasts rank 0's running statistics at every forward
+            log.info("batch norm on CPU under torchrun: per-rank batch statistics (SyncBatchNorm needs CUDA)")
     gen_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.generators))
     disc_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.discriminators))
     adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), foreach=True)
@@ -226,16 +250,16 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
         if main:
             log.info("resumed %s at step %d (epoch %d)", resume.path, counters.step, counters.epoch)
 
-    # DDP: generators are synchronised in the generator step, discriminators in theirs. The
-    # objective gets "views": in the generator step discriminators are the plain modules
-    # (frozen, their gradients unused), so each DDP module sees one backward per forward set.
+    # One module per phase, holding as parameters only the networks that phase trains; the
+    # others ride along unregistered. Under DDP each phase is then ONE forward per backward:
+    # calling a DDP module several times before one backward (gen_ab runs three times in a
+    # CycleGAN step) silently mis-synchronises its gradients.
+    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, nets, objective.generator_step)
+    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, nets, objective.discriminator_step)
     if dist_info.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        wrapped = {n: DistributedDataParallel(m, device_ids=ids) for n, m in nets.items()}
-    else:
-        wrapped = dict(nets)
-    g_view = {n: (wrapped[n] if n in objective.generators else nets[n]) for n in nets}
-    d_view = {n: (wrapped[n] if n in objective.discriminators else nets[n]) for n in nets}
+        g_phase = DistributedDataParallel(g_phase, device_ids=ids)
+        d_phase = DistributedDataParallel(d_phase, device_ids=ids)
     gp_generator = torch.Generator()
     ctx = DiscContext(cfg=tc, pools=pools, generator=gp_generator)
 
@@ -281,7 +305,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                 for name in objective.discriminators:
                     nets[name].requires_grad_(False)
                 with autocast:
-                    g_losses, outputs = objective.generator_step(g_view, batch, tc)
+                    g_losses, outputs = g_phase(batch, tc)
                 g_total = sum(g_losses.values())
                 opt_g.zero_grad(set_to_none=True)
                 scaler.scale(g_total).backward()
@@ -290,7 +314,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
 
                 # discriminator step on the (detached) fakes just made
                 with autocast:
-                    d_losses = objective.discriminator_step(d_view, batch, outputs, ctx)
+                    d_losses = d_phase(batch, outputs, ctx)
                 d_total = sum(d_losses.values())
                 opt_d.zero_grad(set_to_none=True)
                 scaler.scale(d_total).backward()
@@ -348,6 +372,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
 
                 stop_requested = distributed.any_flag(dist_info, stop.signum is not None)
                 if counters.step % tc.save_every == 0 or counters.step >= stop_at or stop_requested:
+                    distributed.check_in_sync(dist_info, list(nets.values()))
                     last_ckpt = save()
                     distributed.barrier(dist_info)
                 if stop_requested:
