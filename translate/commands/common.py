@@ -7,9 +7,9 @@ import argparse
 from translate.errors import UserError
 
 
-def add_model_arguments(p: argparse.ArgumentParser, *, tiling: bool = True) -> None:
+def add_model_arguments(p: argparse.ArgumentParser, *, tiling: bool = True, model_required: bool = True) -> None:
     """``--model --direction --arch --device --precision --batch-size [--tile --overlap]``."""
-    p.add_argument("--model", required=True, help="run directory, generator .safetensors, or reference .pth")
+    p.add_argument("--model", required=model_required, help="run directory, generator .safetensors, or reference .pth")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB", help="which generator of a CycleGAN run (default AtoB)")
     p.add_argument("--arch", help="architecture of a reference .pth (resnet_9blocks, resnet_6blocks, unet_256, unet_128); inferred when omitted")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
