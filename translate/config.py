@@ -88,6 +88,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: Precision = "fp32"
+    diffaug: str = ""  # DiffAugment policy before every discriminator call, e.g. "color,translation,cutout"; "" = off
+    val_every: int = 0  # validate on the test split every N steps (0 = off)
+    val_images: int = 8  # held-out images per validation
+    best_metric: str = "auto"  # keep checkpoints/best by: auto (psnr if paired, else cycle_l1), psnr, ssim, l1, cycle_l1
 
 
 @dataclass

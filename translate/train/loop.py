@@ -40,6 +40,7 @@ from translate.train.objectives import OBJECTIVES, DiscContext, Objective
 from translate.train.pool import ImagePool
 from translate.train.sampler import ResumableSampler
 from translate.train.schedules import build_scheduler, scheduler_state
+from translate.train.validation import Validator
 
 log = logging.getLogger("translate")
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before training gives up
@@ -140,6 +141,26 @@ class StopFlag:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class AugmentedDiscriminator(nn.Module):
+    """A discriminator that sees DiffAugment-ed inputs (real and fake alike, in both steps).
+
+    Holds the discriminator without registering it, so the phase modules' parameter sets
+    (and DDP's) stay those of the networks themselves.
+    """
+
+    def __init__(self, disc: nn.Module, policy: str, generator: torch.Generator) -> None:
+        super().__init__()
+        from translate.augment import parse_policy
+
+        parse_policy(policy)  # fail at start-up on a bad policy, not at the first step
+        self._disc, self.policy, self.generator = [disc], policy, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from translate.augment import diff_augment
+
+        return self._disc[0](diff_augment(x, self.policy, generator=self.generator))
 
 
 class PhaseModule(nn.Module):
@@ -254,8 +275,16 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
     # others ride along unregistered. Under DDP each phase is then ONE forward per backward:
     # calling a DDP module several times before one backward (gen_ab runs three times in a
     # CycleGAN step) silently mis-synchronises its gradients.
-    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, nets, objective.generator_step)
-    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, nets, objective.discriminator_step)
+    aug_generator = torch.Generator()
+    seen_by_objective: dict[str, nn.Module] = dict(nets)
+    if tc.diffaug:
+        try:
+            for name in objective.discriminators:
+                seen_by_objective[name] = AugmentedDiscriminator(nets[name], tc.diffaug, aug_generator)
+        except ValueError as exc:
+            raise UserError(f"config train.diffaug: {exc}") from None
+    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, seen_by_objective, objective.generator_step)
+    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, seen_by_objective, objective.discriminator_step)
     if dist_info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         g_phase = DistributedDataParallel(g_phase, device_ids=ids)
@@ -263,6 +292,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
     gp_generator = torch.Generator()
     ctx = DiscContext(cfg=tc, pools=pools, generator=gp_generator)
 
+    validator = Validator(cfg, run_dir, device) if tc.val_every > 0 and main else None
+    if validator is not None and resume is not None and "validation" in resume.state:
+        validator.load_state_dict(resume.state["validation"])
     metrics = MetricsLog(run_dir, enabled=main)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -287,6 +319,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
         }
         if scaler.is_enabled():
             state["scaler"] = scaler.state_dict()
+        if validator is not None:
+            state["validation"] = validator.state_dict()
         return save_checkpoint(run_dir, cfg, nets, state, counters, keep_last=tc.keep_last, name=name)
 
     try:
@@ -296,6 +330,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
             for batch in loader:
                 torch.manual_seed(step_seed(tc.seed, dist_info.rank, counters.step))
                 gp_generator.manual_seed(step_seed(tc.seed + 1, dist_info.rank, counters.step))
+                aug_generator.manual_seed(step_seed(tc.seed + 2, dist_info.rank, counters.step))
                 for key in ("A", "B"):
                     batch[key] = batch[key].to(device, non_blocking=True)
                     if channels_last:
@@ -369,6 +404,15 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                     named = {**{k: batch[k] for k in ("A", "B")}, **outputs}
                     rows = [[named[n][0] for n in row] for row in objective.sample_rows]
                     save_grid(run_dir / "samples" / f"step_{counters.step:07d}.png", rows)
+
+                if validator is not None and counters.step % tc.val_every == 0:
+                    scores = validator.run(nets, counters.step)
+                    metrics.write({"step": counters.step, "epoch": counters.epoch, **scores})
+                    value = scores.get(f"val_{validator.metric}", float("nan"))
+                    if validator.improved(value):
+                        validator.best = value
+                        save(name="best")
+                        log.info("step %d: best %s so far (%.4f), saved checkpoints/best", counters.step, validator.metric, value)
 
                 stop_requested = distributed.any_flag(dist_info, stop.signum is not None)
                 if counters.step % tc.save_every == 0 or counters.step >= stop_at or stop_requested:

@@ -1,0 +1,73 @@
+"""Validation during training, the best checkpoint, and DiffAugment inside the loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from translate.cli import main
+from translate.train.checkpoint import load_checkpoint
+
+from .conftest import TINY_CYCLEGAN, TINY_PIX2PIX
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_pix2pix_validation_logs_paired_metrics_and_keeps_best(paired_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--model", "pix2pix", "--data", str(paired_data), "--out", str(run), "--steps", "4",
+                 *TINY_PIX2PIX, "--set", "train.val_every=2", "--set", "train.val_images=2"]) == 0
+    val = [r for r in rows(run) if "val_psnr" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    for r in val:
+        assert 0 < r["val_psnr"] < 100 and 0 <= r["val_ssim"] <= 1 and r["val_l1"] >= 0
+    best = load_checkpoint(run / "checkpoints" / "best")
+    best_step = max(val, key=lambda r: r["val_psnr"])["step"]
+    assert best.counters.step == best_step
+    assert best.state["validation"]["metric"] == "psnr"
+    assert (run / "samples" / "val_step_0000004.png").is_file()
+
+
+def test_cyclegan_validation_uses_cycle_error_and_resume_keeps_best(unpaired_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["--set", "train.val_every=1", "--set", "train.val_images=2"]
+    assert main(["train", "--data", str(unpaired_data), "--out", str(run), "--steps", "2", *TINY_CYCLEGAN, *args]) == 0
+    first_best = load_checkpoint(run / "checkpoints" / "best").state["validation"]["best"]
+    assert main(["train", "--resume", str(run), "--steps", "3"]) == 0
+    val = [r for r in rows(run) if "val_cycle_l1" in r]
+    assert [r["step"] for r in val] == [1, 2, 3]
+    best = load_checkpoint(run / "checkpoints" / "best").state["validation"]
+    assert best["best"] == min(r["val_cycle_l1"] for r in val) <= first_best
+
+
+def test_diffaugment_trains_and_resumes_exactly(unpaired_data: Path, tmp_path: Path) -> None:
+    common = ["--data", str(unpaired_data), "--seed", "4", *TINY_CYCLEGAN, "--set", "train.diffaug=color,translation,cutout"]
+    plain, straight, stopped = tmp_path / "plain", tmp_path / "straight", tmp_path / "stopped"
+    assert main(["train", "--data", str(unpaired_data), "--seed", "4", *TINY_CYCLEGAN, "--out", str(plain), "--steps", "2"]) == 0
+    assert main(["train", *common, "--out", str(straight), "--steps", "2"]) == 0
+    assert main(["train", *common, "--out", str(stopped), "--steps", "1"]) == 0
+    assert main(["train", "--resume", str(stopped), "--steps", "2"]) == 0
+    wp = load_file(str(load_checkpoint(plain).path / "model.safetensors"))
+    wa = load_file(str(load_checkpoint(straight).path / "model.safetensors"))
+    wb = load_file(str(load_checkpoint(stopped).path / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # augmentation randomness is reseeded per step
+    # the augmentation changes what the discriminator learns
+    assert not all(torch.equal(wa[k], wp[k]) for k in wa if k.startswith("disc_b"))
+
+
+def test_bad_diffaug_policy_and_val_without_test_split(capsys, unpaired_data: Path, tmp_path: Path) -> None:
+    code = main(["train", "--data", str(unpaired_data), "--out", str(tmp_path / "r"), *TINY_CYCLEGAN, "--set", "train.diffaug=colour"])
+    assert code == 2 and "diffaug" in capsys.readouterr().err
+    import shutil
+
+    data = tmp_path / "notest"
+    shutil.copytree(unpaired_data / "trainA", data / "trainA")
+    shutil.copytree(unpaired_data / "trainB", data / "trainB")
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), *TINY_CYCLEGAN, "--set", "train.val_every=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "val_every" in err

@@ -1,0 +1,109 @@
+"""Validation during training: fixed held-out images, metrics, a sample grid, the best checkpoint.
+
+The held-out set is the dataset's test split (``testA``/``testB`` or ``test/``), deterministic
+(centre crops, no flips), the first ``train.val_images`` items. Metrics:
+
+- paired data (pix2pix, or CycleGAN on a paired layout): PSNR, SSIM and L1 of G(A) vs B;
+- unpaired data: the cycle-reconstruction L1 of A→B→A and B→A→B (lower is better), since no
+  target exists for G(A). It says whether the mappings stay invertible, not whether they
+  translate well; ``translate eval --fid/--kid`` measures the latter on the outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from translate.config import RunConfig
+from translate.errors import UserError
+from translate.train.logger import save_grid
+
+log = logging.getLogger("translate")
+
+# metric -> True when larger is better
+METRIC_DIRECTION = {"psnr": True, "ssim": True, "l1": False, "cycle_l1": False}
+
+
+class Validator:
+    """Runs the held-out evaluation and keeps track of the best value."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device) -> None:
+        from translate.data import PairedDataset, build_dataset
+        from translate.nets import size_multiple
+
+        self.run_dir, self.device = run_dir, device
+        tc = cfg.train
+        try:
+            dataset = build_dataset(cfg, "test", multiple=size_multiple(cfg.net))
+        except UserError as exc:
+            raise UserError(f"train.val_every is set but the data has no usable test split ({exc}); add testA/testB (or test/) or set train.val_every=0") from None
+        dataset.set_epoch(0)
+        self.items = [dataset[i] for i in range(min(tc.val_images, len(dataset)))]
+        self.paired = isinstance(dataset, PairedDataset)
+        self.has_reverse = cfg.model == "cyclegan"
+        metric = tc.best_metric
+        if metric == "auto":
+            metric = "psnr" if self.paired else "cycle_l1"
+        if metric not in METRIC_DIRECTION:
+            raise UserError(f"config train.best_metric: {metric!r} is not one of auto, {', '.join(METRIC_DIRECTION)}")
+        if metric != "cycle_l1" and not self.paired:
+            raise UserError(f"config train.best_metric: {metric} needs paired test data; use cycle_l1 (or auto) for unpaired data")
+        if metric == "cycle_l1" and not self.has_reverse:
+            raise UserError("config train.best_metric: cycle_l1 needs CycleGAN's two generators; use psnr, ssim or l1")
+        self.metric = metric
+        self.best: float | None = None
+
+    def improved(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if METRIC_DIRECTION[self.metric] else value < self.best
+
+    @torch.inference_mode()
+    def run(self, nets: dict[str, nn.Module], step: int) -> dict[str, float]:
+        """Evaluate ``nets`` in eval mode; returns ``{"val_<metric>": value}``; writes a grid."""
+        from translate.metrics import paired_scores
+
+        gens = [n for n in ("gen_ab", "gen_ba") if n in nets]
+        modes = {n: nets[n].training for n in gens}
+        for n in gens:
+            nets[n].eval()
+        sums: dict[str, float] = {}
+        rows = []
+        try:
+            for item in self.items:
+                real_a = item["A"][None].to(self.device)
+                real_b = item["B"][None].to(self.device)
+                fake_b = nets["gen_ab"](real_a).float()
+                scores: dict[str, float] = {}
+                if self.paired:
+                    for k, v in paired_scores((fake_b.clamp(-1, 1) + 1) / 2, (real_b.float() + 1) / 2).items():
+                        scores[k] = float(v[0])
+                if self.has_reverse:
+                    rec_a = nets["gen_ba"](fake_b).float()
+                    rec_b = nets["gen_ab"](nets["gen_ba"](real_b)).float()
+                    scores["cycle_l1"] = 0.5 * float((rec_a - real_a).abs().mean() + (rec_b - real_b).abs().mean())
+                    rows.append([real_a[0], fake_b[0], rec_a[0]])
+                else:
+                    rows.append([real_a[0], fake_b[0], real_b[0]])
+                for k, v in scores.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        finally:
+            for n in gens:
+                nets[n].train(modes[n])
+        if rows:
+            save_grid(self.run_dir / "samples" / f"val_step_{step:07d}.png", rows[:4])
+        return {f"val_{k}": v / max(1, len(self.items)) for k, v in sums.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("metric") == self.metric:
+            self.best = state.get("best")
