@@ -1,0 +1,576 @@
+"""Video translation with PyAV: decode → batched inference → encode, as a bounded pipeline.
+
+::
+
+    decoder thread ──► queue ──► main thread: batches through ──► queue ──► encoder thread
+    (demux, decode, turn          translator.translate_batch              (encode + mux video,
+     upright, RGB uint8)                                                   remux audio packets)
+
+Memory stays flat over any length of video: each queue holds at most ``queue_bound`` items
+and one batch is in the network; no list of frames is kept anywhere.
+
+What the output keeps from the input:
+
+- every frame, with its own timestamp: the pts, in the input stream's time base, goes to an
+  encoder and output stream with that time base (exact in mp4/mov; mkv/webm store
+  milliseconds), so variable frame rate survives;
+- the duration: each packet gets its frame's real display duration (the last frame lasts until
+  the stream's announced end). Exact at constant frame rate; at variable frame rate mp4 derives
+  the duration from the encoder's decode timestamps, so it may differ by less than a frame;
+- every audio stream, remuxed packet by packet without re-encoding (other streams are dropped);
+- the displayed orientation: frames are turned upright first, as a player applies the display
+  matrix, and translated upright, because the networks were trained on upright images; they are
+  written upright without rotation metadata, so every player shows them the same way.
+
+Sides must be even for yuv420p: an odd height or width is padded by repeating the last row or
+column (no input pixel is lost; the output is one pixel larger on that side).
+
+A truncated or damaged file is translated as far as it decodes, with a warning that gives the
+frame count (damaged packets are skipped, as players do); a file from which no frame decodes is
+refused with a ``UserError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from translate.errors import UserError
+
+log = logging.getLogger("translate")
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".gif"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+CRF_CODECS = frozenset({"libx264", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1"})
+_END = object()  # closes a queue
+_NOT_FOUND = "{src}: not found; pass an existing video file (mp4, mkv, mov, avi, webm) or a folder of frames"
+
+
+@dataclass
+class VideoReport:
+    """What :func:`translate_video` did.
+
+    Attributes:
+        frames: frames translated and written.
+        expected_frames: frames the container announces or implies (None when unknown).
+        seconds: wall time end to end (probe, decode, inference, encode).
+        model_seconds: time spent in ``translate_batch``.
+        audio_streams: audio streams copied without re-encoding.
+        width, height: size of the written frames.
+        rotation: display rotation of the input (degrees counter-clockwise), undone.
+        truncated: fewer frames decoded than the file announces (damaged or cut short).
+        queue_bound: capacity of each of the two queues.
+        peak_queued: most items ever waiting in one queue (at most ``queue_bound``).
+    """
+
+    src: Path
+    dst: Path
+    frames: int = 0
+    expected_frames: int | None = None
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    audio_streams: int = 0
+    width: int = 0
+    height: int = 0
+    rotation: int = 0
+    truncated: bool = False
+    queue_bound: int = 0
+    peak_queued: int = 0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------------------
+# orientation
+
+
+def upright_ops(matrix: np.ndarray | None, rotation: float) -> tuple[str, ...]:
+    """Array operations that show a stored frame upright, as FFmpeg's autorotate does.
+
+    Args:
+        matrix: the 9 int32 of the frame's DISPLAYMATRIX side data (None when absent).
+        rotation: its counter-clockwise rotation in degrees (``VideoFrame.rotation``).
+
+    Returns:
+        Names among ``rot90_ccw``, ``rot90_cw``, ``transpose``, ``antitranspose``, ``hflip``
+        and ``vflip`` for :func:`apply_ops`. Angles that are not multiples of 90° would need
+        resampling; they are ignored with a warning.
+    """
+    if matrix is None:
+        return ()
+    # the decision table of fftools/ffmpeg_filter.c; theta: clockwise degrees in [0, 360)
+    theta = -round(rotation)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return ("transpose",) if matrix[3] > 0 else ("rot90_cw",)
+    if abs(theta - 180) < 1:
+        return tuple(op for op, flip in (("hflip", matrix[0] < 0), ("vflip", matrix[4] < 0)) if flip)
+    if abs(theta - 270) < 1:
+        return ("antitranspose",) if matrix[3] < 0 else ("rot90_ccw",)
+    if abs(theta) < 1 or abs(theta - 360) < 1:
+        return ("vflip",) if matrix[4] < 0 else ()
+    log.warning("display rotation of %s degrees is not a multiple of 90; frames are kept as stored", rotation)
+    return ()
+
+
+_OPS = {
+    "rot90_ccw": lambda a: np.rot90(a, 1),
+    "rot90_cw": lambda a: np.rot90(a, -1),
+    "transpose": lambda a: a.transpose(1, 0, 2),
+    "antitranspose": lambda a: np.rot90(a, -1)[::-1],
+    "hflip": lambda a: a[:, ::-1],
+    "vflip": lambda a: a[::-1],
+}
+
+
+def apply_ops(image: np.ndarray, ops: tuple[str, ...]) -> np.ndarray:
+    """Apply :func:`upright_ops` to an (H, W, C) array; returns a contiguous array."""
+    for op in ops:
+        if op not in _OPS:
+            raise ValueError(f"unknown orientation op {op!r}; expected one of {', '.join(_OPS)}")
+        image = _OPS[op](image)
+    return np.ascontiguousarray(image)
+
+
+# ----------------------------------------------------------------------------------------
+# probing
+
+
+@dataclass
+class _Probe:
+    width: int  # stored size of the frames (before turning upright)
+    height: int
+    ops: tuple[str, ...]
+    rotation: int
+    time_base: Fraction
+    rate: Fraction
+    announced_frames: int | None  # frame count in the container's index (mp4, mov, avi)
+    announced_seconds: float | None  # the container's duration
+    stream_end: int | None  # start + duration of the video stream, in its time base
+
+    @property
+    def expected_frames(self) -> int | None:
+        if self.announced_frames or not self.announced_seconds:
+            return self.announced_frames
+        return round(self.announced_seconds * self.rate) or None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc).strip().rstrip(".") or type(exc).__name__
+
+
+def _open_input(src: Path) -> Any:
+    import av
+
+    if not src.exists():
+        raise UserError(_NOT_FOUND.format(src=src))
+    if src.suffix.lower() in IMAGE_SUFFIXES:
+        raise UserError(f"{src}: is an image, not a video; translate images with `translate apply`")
+    try:
+        return av.open(str(src), "r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise UserError(f"{src}: cannot be read as a video ({_reason(exc)}): it is damaged, truncated or not a video; "
+                        "pass a file FFmpeg decodes (mp4, mkv, mov, avi, webm)") from None
+
+
+def _video_stream(container: Any) -> Any:
+    """The first video stream that is not a cover picture (music files carry those)."""
+    import av
+
+    return next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
+
+
+def probe_video(src: Path) -> _Probe:
+    """Open ``src``, decode its first video frame and describe the stream (``UserError`` if unusable)."""
+    import av
+
+    with _open_input(src) as container:
+        stream = _video_stream(container)
+        if stream is None:
+            kinds = ", ".join(sorted({s.type for s in container.streams})) or "no stream"
+            raise UserError(f"{src}: has no video stream (it holds {kinds}); pass a file with a video track")
+        first = None
+        try:
+            for packet in container.demux(stream):
+                try:
+                    first = next(iter(packet.decode()), None)
+                except av.error.FFmpegError:
+                    continue
+                if first is not None:
+                    break
+        except av.error.FFmpegError:
+            pass
+        if first is None:
+            raise UserError(f"{src}: no video frame could be decoded (damaged, truncated or an unsupported codec); re-export or repair the video")
+        side_data = first.side_data.get("DISPLAYMATRIX")
+        matrix = None if side_data is None else np.frombuffer(bytes(side_data), dtype=np.int32)
+        return _Probe(
+            width=first.width, height=first.height, ops=upright_ops(matrix, first.rotation),
+            rotation=int(first.rotation) if matrix is not None else 0,
+            time_base=stream.time_base or Fraction(1, 90000),
+            rate=Fraction(stream.guessed_rate or stream.average_rate or 30),
+            announced_frames=stream.frames or None,
+            announced_seconds=container.duration / 1e6 if container.duration else None,
+            stream_end=(stream.start_time or 0) + stream.duration if stream.duration else None,
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# the threads
+
+
+class _Stopped(Exception):
+    """Raised in a thread blocked on a queue when another part of the pipeline failed."""
+
+
+class _Pipe:
+    """A bounded queue whose put and get give up once the pipeline is stopped."""
+
+    def __init__(self, maxsize: int, stop: threading.Event) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.stop = stop
+        self.peak = 0
+
+    def put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            self.peak = max(self.peak, self.queue.qsize())
+            return
+        raise _Stopped
+
+    def get(self) -> Any:
+        while not self.stop.is_set():
+            try:
+                return self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise _Stopped
+
+
+class _Worker(threading.Thread):
+    """Runs ``target``; an exception is kept for the main thread and stops the pipeline."""
+
+    def __init__(self, target: Any, stop: threading.Event, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.target, self.stop, self.error = target, stop, None
+
+    def run(self) -> None:
+        try:
+            self.target()
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self.error = exc
+            self.stop.set()
+
+
+def _decode(container: Any, probe: _Probe, audio_map: dict[int, Any], out: _Pipe, status: dict[str, Any]) -> None:
+    """Decoder thread: video frames → ("video", pts, duration, upright RGB), audio packets as they are."""
+    import av
+
+    stream = _video_stream(container)
+    default_duration = max(1, round(1 / (probe.rate * probe.time_base)))
+    held = None  # [pts, duration, image]: a frame's display duration is known when the next one arrives
+    count = 0
+    try:
+        for packet in container.demux(stream, *[container.streams[i] for i in audio_map]):
+            if packet.stream.index in audio_map:
+                if packet.size and packet.dts is not None:  # size 0: end-of-stream marker
+                    out.put(("audio", packet))
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                status["bad_packets"] += 1
+                continue
+            for frame in frames:
+                pts = frame.pts if frame.pts is not None else (0 if held is None else held[0] + held[1])
+                if held is not None:
+                    pts = max(pts, held[0] + 1)  # encoders refuse repeated timestamps
+                    held[1] = pts - held[0]
+                    out.put(("video", *held))
+                size = {} if (frame.width, frame.height) == (probe.width, probe.height) else {"width": probe.width, "height": probe.height}
+                held = [pts, frame.duration or default_duration, apply_ops(frame.to_ndarray(format="rgb24", **size), probe.ops)]
+                count += 1
+    except av.error.FFmpegError as exc:
+        status["read_error"] = _reason(exc)
+    if held is not None:
+        complete = not status["read_error"] and count >= (probe.announced_frames or 0)
+        if complete and probe.stream_end is not None and 0 < probe.stream_end - held[0] <= 10 * default_duration:
+            held[1] = probe.stream_end - held[0]  # the last frame lasts until the stream's announced end
+        status["end_seconds"] = float((held[0] + held[1]) * probe.time_base)
+        out.put(("video", *held))
+    out.put(_END)
+
+
+def _encode(container: Any, stream: Any, audio_map: dict[int, Any], source: _Pipe) -> None:
+    """Encoder thread: encode and mux video frames, mux audio packets, close (finish) the file."""
+    import av
+
+    durations: dict[int, int] = {}  # pts → duration of the frames inside the encoder (its delay)
+
+    def with_durations(packets: list[Any]) -> list[Any]:
+        # x264 derives packet durations from its own clock; the container's duration and each
+        # frame's display time come from them, so every packet gets its frame's real duration
+        for packet in packets:
+            if packet.pts in durations:
+                packet.duration = durations.pop(packet.pts)
+        return packets
+
+    try:
+        while (item := source.get()) is not _END:
+            if item[0] == "audio":
+                packet = item[1]
+                packet.stream = audio_map[packet.stream.index]
+                container.mux(packet)
+                continue
+            _, pts, duration, image = item
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base, frame.duration = pts, stream.codec_context.time_base, duration
+            durations[pts] = duration
+            container.mux(with_durations(stream.encode(frame)))
+        container.mux(with_durations(stream.encode(None)))
+    except BaseException:
+        try:
+            container.close()  # releases the file; the caller deletes it
+        except Exception:  # the error being raised is the one to report
+            pass
+        raise
+    container.close()  # writes the trailer (the mp4 index): the file is complete only now
+
+
+def _open_output(tmp: Path, dst: Path, probe: _Probe, codec: str, crf: int, size: tuple[int, int], in_container: Any) -> tuple[Any, Any, dict[int, Any]]:
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise UserError(f"--codec {codec}: no such encoder in this FFmpeg build; use libx264 (default), libx265, libvpx-vp9 or mpeg4") from None
+    try:
+        container = av.open(str(tmp), "w")
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise UserError(f"{dst}: cannot write a video with suffix {dst.suffix!r} ({_reason(exc)}); use .mp4, .mkv or .mov") from None
+    try:
+        if codec not in container.supported_codecs:
+            raise UserError(f"{dst}: a {dst.suffix} file cannot hold --codec {codec}; use an .mp4/.mkv output or a codec it holds (libvpx-vp9 for .webm)")
+        stream = container.add_stream(codec, rate=probe.rate)
+        formats = [f.name for f in stream.codec_context.codec.video_formats or []]
+        stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+        stream.width, stream.height = size
+        # the encoder and the stream work in the input's time base: every pts is copied unchanged
+        stream.codec_context.time_base = stream.time_base = probe.time_base
+        if codec in CRF_CODECS:
+            stream.options = {"crf": str(crf), **({"b:v": "0"} if "vpx" in codec else {})}
+        audio_map = {}
+        for in_stream in in_container.streams.audio:
+            try:
+                audio_map[in_stream.index] = container.add_stream_from_template(in_stream)
+            except ValueError:
+                raise UserError(f"{dst}: a {dst.suffix} file cannot hold the input's {in_stream.codec_context.name} audio; use an .mkv output, which holds any codec") from None
+    except BaseException:
+        container.close()
+        raise
+    return container, stream, audio_map
+
+
+# ----------------------------------------------------------------------------------------
+# the public function
+
+
+def check_paths(src: Path, dst: Path) -> None:
+    """``UserError`` when ``src`` is missing or ``dst`` is ``src`` itself (a link to it included)."""
+    if not src.exists():
+        raise UserError(_NOT_FOUND.format(src=src))
+    if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
+        raise UserError(f"{dst}: is the input itself; choose another output path")
+
+
+def translate_video(
+    translator: Any,
+    src: Path,
+    dst: Path,
+    *,
+    codec: str = "libx264",
+    crf: int = 18,
+    side_by_side: bool = False,
+    batch_size: int = 4,
+    progress: bool = True,
+    queue_bound: int | None = None,
+) -> Any:
+    """Translate a video file into ``dst`` (or a folder of frames into a folder of frames).
+
+    Args:
+        translator: a :class:`~translate.infer.translator.Translator` (anything with ``in_channels``
+            and ``translate_batch((B, C_in, H, W) in [-1, 1]) -> (B, C_out, H, W) in [-1, 1]``).
+        src: a video file FFmpeg decodes (mp4, mkv, mov, avi, webm, …), or a folder of images.
+        dst: the output video (its suffix picks the format), or a folder when ``src`` is one.
+            Written to a temporary file beside it and renamed when complete.
+        codec: video encoder, written as yuv420p.
+        crf: constant rate factor of x264/x265/vpx/aom/svt-av1 (lower is better; 18 ≈ visually lossless).
+        side_by_side: write input | translation side by side (twice as wide).
+        batch_size: frames per ``translate_batch`` call.
+        progress: show a tqdm bar in frames/s (only when stderr is a terminal).
+        queue_bound: items each queue may hold (default ``2 * batch_size``).
+
+    Returns:
+        A :class:`VideoReport`; for a folder, the ``FolderReport`` of ``translate_folder``.
+
+    Raises:
+        UserError: missing, non-video or undecodable input, no video stream, output == input,
+            an output format that cannot hold the codec or the audio.
+    """
+    src, dst = Path(src), Path(dst)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_paths(src, dst)
+    if src.is_dir():
+        if dst.suffix.lower() in VIDEO_SUFFIXES:
+            raise UserError(f"{dst}: a folder of frames is translated into a folder; pass an output folder, not a video file")
+        from translate.infer.folder import translate_folder
+
+        # like a video file, the frames of an earlier run are replaced, not kept
+        return translate_folder(translator, src, dst, batch_size=batch_size, progress=progress, overwrite=True)
+    started = time.perf_counter()
+    probe = probe_video(src)
+    if dst.is_dir():
+        raise UserError(f"{dst}: is a folder; pass an output video file such as {dst / (src.stem + '_translated.mp4')}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".tmp-{dst.stem}-{os.getpid()}{dst.suffix}")  # same folder: os.replace is atomic
+    try:
+        report = _run_pipeline(translator, src, dst, tmp, probe, codec=codec, crf=crf, side_by_side=side_by_side,
+                               batch_size=batch_size, progress=progress, queue_bound=queue_bound or 2 * batch_size)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _to_tensor(images: list[np.ndarray], in_channels: int) -> torch.Tensor:
+    """(H, W, 3) uint8 images → (B, in_channels, H, W) float32 in [-1, 1]."""
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+    if in_channels == 1:  # ITU-R 601 luma, as for images
+        batch = (batch * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return batch
+
+
+def _to_images(batch: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] → (B, H, W, 3) uint8; one channel becomes gray RGB."""
+    if batch.shape[1] == 1:
+        batch = batch.expand(-1, 3, -1, -1)
+    return batch.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    if h % 2 or w % 2:  # yuv420p needs even sides: repeat the last row / column
+        image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return image
+
+
+def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: _Probe, *, codec: str, crf: int,
+                  side_by_side: bool, batch_size: int, progress: bool, queue_bound: int) -> VideoReport:
+    from tqdm import tqdm
+
+    turned = any(op.startswith("rot90") or op.endswith("transpose") for op in probe.ops)
+    upright_w, upright_h = (probe.height, probe.width) if turned else (probe.width, probe.height)
+    width = upright_w * (2 if side_by_side else 1)
+    width, height = width + width % 2, upright_h + upright_h % 2
+    report = VideoReport(src=src, dst=dst, expected_frames=probe.expected_frames, width=width, height=height,
+                         rotation=probe.rotation, queue_bound=queue_bound)
+    in_container = _open_input(src)
+    try:
+        out_container, out_stream, audio_map = _open_output(tmp, dst, probe, codec, crf, (width, height), in_container)
+    except BaseException:
+        in_container.close()
+        raise
+    report.audio_streams = len(audio_map)
+    stop = threading.Event()
+    frames_in, frames_out = _Pipe(queue_bound, stop), _Pipe(queue_bound, stop)
+    status: dict[str, Any] = {"bad_packets": 0, "read_error": None, "end_seconds": 0.0}
+    decoder = _Worker(lambda: _decode(in_container, probe, audio_map, frames_in, status), stop, "translate-decode")
+    encoder = _Worker(lambda: _encode(out_container, out_stream, audio_map, frames_out), stop, "translate-encode")
+    bar = tqdm(total=probe.expected_frames, unit="frame", desc=src.name, disable=not (progress and sys.stderr.isatty()))
+    pending: list[tuple[int, int, np.ndarray]] = []  # (pts, duration, upright RGB): one batch at most
+
+    def flush() -> None:
+        if not pending:
+            return
+        tick = time.perf_counter()
+        fake = translator.translate_batch(_to_tensor([image for _, _, image in pending], translator.in_channels))
+        report.model_seconds += time.perf_counter() - tick
+        for (pts, duration, real), out in zip(pending, _to_images(fake)):
+            frames_out.put(("video", pts, duration, _even(np.concatenate([real, out], axis=1) if side_by_side else out)))
+        report.frames += len(pending)
+        bar.update(len(pending))
+        pending.clear()
+
+    decoder.start()
+    encoder.start()
+    try:
+        while (item := frames_in.get()) is not _END:
+            if item[0] == "audio":
+                frames_out.put(item)
+                continue
+            if pending and pending[0][2].shape != item[3].shape:
+                flush()
+            pending.append(item[1:])
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+        frames_out.put(_END)
+    except _Stopped:
+        pass  # a thread failed: its error is raised below
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        encoder.join()  # on success it finishes the file; after a failure the stop event ends it
+        stop.set()
+        decoder.join()
+        in_container.close()
+        bar.close()
+    import av
+
+    for worker in (decoder, encoder):
+        if isinstance(worker.error, av.error.FFmpegError) and worker is encoder:
+            raise UserError(f"{dst}: writing the video failed ({_reason(worker.error)}); try another --codec or an .mkv output") from worker.error
+        if worker.error is not None:
+            raise worker.error
+    report.peak_queued = max(frames_in.peak, frames_out.peak)
+    return _check_complete(report, probe, status)
+
+
+def _check_complete(report: VideoReport, probe: _Probe, status: dict[str, Any]) -> VideoReport:
+    if report.frames == 0:
+        raise UserError(f"{report.src}: no video frame could be decoded; re-export or repair the video")
+    if probe.announced_frames:
+        report.truncated = report.frames < probe.announced_frames
+    elif probe.announced_seconds:  # mkv/webm announce only a duration, shared with the audio
+        report.truncated = status["end_seconds"] < 0.9 * probe.announced_seconds
+    if status["read_error"] or report.truncated:
+        report.truncated = True
+        announced = f"{report.expected_frames} frames" if report.expected_frames else "more"
+        log.warning("%s: only %d frames decode where the file announces %s%s: it is truncated or damaged; "
+                    "the output holds the %d frames that decode", report.src, report.frames, announced,
+                    f" ({status['read_error']})" if status["read_error"] else "", report.frames)
+    if status["bad_packets"]:
+        log.warning("%s: skipped %d damaged video packets", report.src, status["bad_packets"])
+    return report
