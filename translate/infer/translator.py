@@ -115,7 +115,11 @@ class Translator:
 
     @property
     def multiple(self) -> int:
-        return size_multiple(self.net_config)
+        # size_multiple builds the architecture (on the meta device) to read it: compute once
+        cached = self.__dict__.get("_multiple")
+        if cached is None:
+            cached = self.__dict__["_multiple"] = size_multiple(self.net_config)
+        return cached
 
     def autocast(self):
         from translate.train.loop import autocast_dtype
