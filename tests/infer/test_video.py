@@ -17,7 +17,8 @@ from translate.config import NetConfig
 from translate.errors import UserError
 from translate.infer import video as video_mod
 from translate.infer.translator import Translator
-from translate.infer.video import VideoReport, apply_ops, translate_video, upright_ops
+from translate.infer.video import VideoReport, translate_video
+from translate.infer.video_probe import apply_ops, upright_ops
 from translate.nets import build_generator
 
 TINY = NetConfig(generator="resnet_6blocks", base_channels_g=4)

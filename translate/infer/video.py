@@ -33,14 +33,12 @@ refused with a ``UserError``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +46,13 @@ import numpy as np
 import torch
 
 from translate.errors import UserError
+from translate.infer.video_probe import _NOT_FOUND, _open_input, _Probe, _reason, _video_stream, apply_ops, probe_video
 
 log = logging.getLogger("translate")
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv", ".gif"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 CRF_CODECS = frozenset({"libx264", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1"})
 _END = object()  # closes a queue
-_NOT_FOUND = "{src}: not found; pass an existing video file (mp4, mkv, mov, avi, webm) or a folder of frames"
 
 
 @dataclass
@@ -96,141 +93,6 @@ class VideoReport:
 
 # ----------------------------------------------------------------------------------------
 # orientation
-
-
-def upright_ops(matrix: np.ndarray | None, rotation: float) -> tuple[str, ...]:
-    """Array operations that show a stored frame upright, as FFmpeg's autorotate does.
-
-    Args:
-        matrix: the 9 int32 of the frame's DISPLAYMATRIX side data (None when absent).
-        rotation: its counter-clockwise rotation in degrees (``VideoFrame.rotation``).
-
-    Returns:
-        Names among ``rot90_ccw``, ``rot90_cw``, ``transpose``, ``antitranspose``, ``hflip``
-        and ``vflip`` for :func:`apply_ops`. Angles that are not multiples of 90° would need
-        resampling; they are ignored with a warning.
-    """
-    if matrix is None:
-        return ()
-    # the decision table of fftools/ffmpeg_filter.c; theta: clockwise degrees in [0, 360)
-    theta = -round(rotation)
-    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
-    if abs(theta - 90) < 1:
-        return ("transpose",) if matrix[3] > 0 else ("rot90_cw",)
-    if abs(theta - 180) < 1:
-        return tuple(op for op, flip in (("hflip", matrix[0] < 0), ("vflip", matrix[4] < 0)) if flip)
-    if abs(theta - 270) < 1:
-        return ("antitranspose",) if matrix[3] < 0 else ("rot90_ccw",)
-    if abs(theta) < 1 or abs(theta - 360) < 1:
-        return ("vflip",) if matrix[4] < 0 else ()
-    log.warning("display rotation of %s degrees is not a multiple of 90; frames are kept as stored", rotation)
-    return ()
-
-
-_OPS = {
-    "rot90_ccw": lambda a: np.rot90(a, 1),
-    "rot90_cw": lambda a: np.rot90(a, -1),
-    "transpose": lambda a: a.transpose(1, 0, 2),
-    "antitranspose": lambda a: np.rot90(a, -1)[::-1],
-    "hflip": lambda a: a[:, ::-1],
-    "vflip": lambda a: a[::-1],
-}
-
-
-def apply_ops(image: np.ndarray, ops: tuple[str, ...]) -> np.ndarray:
-    """Apply :func:`upright_ops` to an (H, W, C) array; returns a contiguous array."""
-    for op in ops:
-        if op not in _OPS:
-            raise ValueError(f"unknown orientation op {op!r}; expected one of {', '.join(_OPS)}")
-        image = _OPS[op](image)
-    return np.ascontiguousarray(image)
-
-
-# ----------------------------------------------------------------------------------------
-# probing
-
-
-@dataclass
-class _Probe:
-    width: int  # stored size of the frames (before turning upright)
-    height: int
-    ops: tuple[str, ...]
-    rotation: int
-    time_base: Fraction
-    rate: Fraction
-    announced_frames: int | None  # frame count in the container's index (mp4, mov, avi)
-    announced_seconds: float | None  # the container's duration
-    stream_end: int | None  # start + duration of the video stream, in its time base
-
-    @property
-    def expected_frames(self) -> int | None:
-        if self.announced_frames or not self.announced_seconds:
-            return self.announced_frames
-        return round(self.announced_seconds * self.rate) or None
-
-
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "strerror", None) or exc).strip().rstrip(".") or type(exc).__name__
-
-
-def _open_input(src: Path) -> Any:
-    import av
-
-    if not src.exists():
-        raise UserError(_NOT_FOUND.format(src=src))
-    if src.suffix.lower() in IMAGE_SUFFIXES:
-        raise UserError(f"{src}: is an image, not a video; translate images with `translate apply`")
-    try:
-        return av.open(str(src), "r")
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise UserError(f"{src}: cannot be read as a video ({_reason(exc)}): it is damaged, truncated or not a video; "
-                        "pass a file FFmpeg decodes (mp4, mkv, mov, avi, webm)") from None
-
-
-def _video_stream(container: Any) -> Any:
-    """The first video stream that is not a cover picture (music files carry those)."""
-    import av
-
-    return next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
-
-
-def probe_video(src: Path) -> _Probe:
-    """Open ``src``, decode its first video frame and describe the stream (``UserError`` if unusable)."""
-    import av
-
-    with _open_input(src) as container:
-        stream = _video_stream(container)
-        if stream is None:
-            kinds = ", ".join(sorted({s.type for s in container.streams})) or "no stream"
-            raise UserError(f"{src}: has no video stream (it holds {kinds}); pass a file with a video track")
-        first = None
-        try:
-            for packet in container.demux(stream):
-                try:
-                    first = next(iter(packet.decode()), None)
-                except av.error.FFmpegError:
-                    continue
-                if first is not None:
-                    break
-        except av.error.FFmpegError:
-            pass
-        if first is None:
-            raise UserError(f"{src}: no video frame could be decoded (damaged, truncated or an unsupported codec); re-export or repair the video")
-        side_data = first.side_data.get("DISPLAYMATRIX")
-        matrix = None if side_data is None else np.frombuffer(bytes(side_data), dtype=np.int32)
-        return _Probe(
-            width=first.width, height=first.height, ops=upright_ops(matrix, first.rotation),
-            rotation=int(first.rotation) if matrix is not None else 0,
-            time_base=stream.time_base or Fraction(1, 90000),
-            rate=Fraction(stream.guessed_rate or stream.average_rate or 30),
-            announced_frames=stream.frames or None,
-            announced_seconds=container.duration / 1e6 if container.duration else None,
-            stream_end=(stream.start_time or 0) + stream.duration if stream.duration else None,
-        )
-
-
-# ----------------------------------------------------------------------------------------
-# the threads
 
 
 class _Stopped(Exception):
