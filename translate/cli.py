@@ -13,7 +13,7 @@ import sys
 
 from translate.errors import UserError
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "apply", "video", "export", "eval", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

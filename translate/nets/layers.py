@@ -35,7 +35,10 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
             raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
-        return torch.nn.functional.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"expected {self.num_features} channels, got {x.shape[1]}")
+        # num_features (a constant), not x.shape[1]: the legacy ONNX exporter needs a static group count
+        return torch.nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
 def norm_factory(kind: NormKind) -> NormFactory:

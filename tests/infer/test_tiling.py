@@ -1,0 +1,152 @@
+"""Tiled inference: agrees with untiled inference, thanks to frozen instance-norm statistics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import translate.infer.tiling as tiling
+from translate.config import NetConfig
+from translate.infer.tiling import (
+    choose_tile,
+    collect_instance_norm_stats,
+    estimate_bytes,
+    frozen_instance_norm,
+    needs_tiling,
+    translate_tiled,
+)
+from translate.infer.translator import Translator
+from translate.nets import build_generator
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
+    mse = float(((a - b) ** 2).mean())
+    return 10 * math.log10(4 / mse) if mse > 0 else math.inf
+
+
+def translator_for(generator: str, norm: str = "instance", base_channels: int = 8, **kwargs) -> Translator:
+    torch.manual_seed(0)
+    net_cfg = NetConfig(generator=generator, norm=norm, base_channels_g=base_channels)  # init gain 0.02
+    return Translator.from_module(build_generator(net_cfg), net_cfg, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("generator", "base_channels", "size", "tile", "overlap", "photo_name", "naive_gap_db"),
+    [
+        # ResNet: tile borders matter only within ~32 px, so a 48 px overlap is enough.
+        ("resnet_6blocks", 8, (128, 192), 96, 48, "coffee", 10.0),
+        # U-Net: its deepest levels see the whole tile, so tile borders cost more everywhere.
+        ("unet_128", 4, (256, 384), 256, 128, "rocket", 3.0),
+    ],
+)
+def test_tiled_matches_untiled_and_naive_tiling_does_not(
+    photo, generator, base_channels, size, tile, overlap, photo_name, naive_gap_db
+):
+    translator = translator_for(generator, base_channels=base_channels)
+    image = photo(*size, photo_name)
+    untiled = translator.translate_batch(image)
+    assert untiled.std() > 0.03  # the random network does something to the photo
+
+    translator.tile, translator.overlap = tile, overlap
+    tiled = translator.translate_batch(image)  # routed through translate_tiled
+    naive = translate_tiled(translator, image, norm_stats="tile")
+
+    assert tiled.shape == untiled.shape and tiled.dtype == torch.float32
+    assert psnr(tiled, untiled) >= 40.0
+    assert psnr(naive, untiled) <= psnr(tiled, untiled) - naive_gap_db
+
+
+def test_downscaled_statistics_when_the_image_does_not_fit(photo, monkeypatch):
+    translator = translator_for("resnet_6blocks")
+    image = photo(128, 192, "coffee")
+    untiled = translator.translate_batch(image)
+    translator.tile, translator.overlap = 96, 48
+    naive = translate_tiled(translator, image, norm_stats="tile")
+    seen = []
+    real_collect = tiling.collect_instance_norm_stats
+    monkeypatch.setattr(tiling, "collect_instance_norm_stats", lambda t, x: seen.append(tuple(x.shape)) or real_collect(t, x))
+
+    monkeypatch.setattr(tiling, "needs_tiling", lambda *args: True)  # as if the image were huge
+    tiled = translate_tiled(translator, image, stats_max_side=96)
+
+    assert seen == [(1, 3, 64, 96)]  # long side capped at 96
+    # Statistics of a 2x smaller copy are approximate, but shared by all tiles: closer than naive.
+    assert psnr(tiled, untiled) > psnr(naive, untiled) + 1.0
+
+
+def test_batch_norm_networks_need_no_statistics_pass(photo, monkeypatch):
+    translator = translator_for("resnet_6blocks", norm="batch")
+    image = photo(64, 96)
+    monkeypatch.setattr(tiling, "collect_instance_norm_stats", lambda *a: pytest.fail("stats pass for batch norm"))
+    untiled = translator.translate_batch(image)
+    translator.tile, translator.overlap = 48, 16
+    assert psnr(translator.translate_batch(image), untiled) > 30.0
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_frozen_statistics_reproduce_instance_norm_and_are_restored(affine):
+    torch.manual_seed(0)
+    norm = nn.InstanceNorm2d(4, affine=affine)
+    if affine:
+        nn.init.normal_(norm.weight, 1.0, 0.5)
+        nn.init.normal_(norm.bias, 0.0, 0.5)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), norm, nn.ReLU())
+    translator = Translator.from_module(net, NetConfig())
+    image = torch.rand(1, 3, 16, 24) * 2 - 1
+
+    stats = collect_instance_norm_stats(translator, image)
+    assert list(stats) == [norm] and stats[norm][0][0].shape == (4,)
+    with torch.inference_mode():
+        expected = net(image)
+        with frozen_instance_norm(stats):
+            frozen_whole = net(image)
+            frozen_crop = net(image[..., :, :8])
+        restored_crop = net(image[..., :, :8])
+    torch.testing.assert_close(frozen_whole, expected, atol=1e-5, rtol=1e-5)
+    # A crop normalised with the whole image's statistics: equal to the whole image's columns
+    # away from the conv's border, unlike the crop normalised with its own statistics.
+    torch.testing.assert_close(frozen_crop[..., :7], expected[..., :7], atol=1e-5, rtol=1e-5)
+    assert (restored_crop[..., :7] - expected[..., :7]).abs().max() > 1e-2
+    assert "forward" not in vars(norm)
+
+    with pytest.raises(RuntimeError, match="boom"), frozen_instance_norm(stats):
+        raise RuntimeError("boom")
+    assert "forward" not in vars(norm)
+
+
+def test_odd_sizes_and_batches_keep_their_shape_and_range(photo):
+    translator = translator_for("resnet_6blocks", tile=32, overlap=16)
+    batch = torch.cat([photo(37, 53), photo(37, 53, "chelsea")])
+    out = translator.translate_batch(batch)
+    assert out.shape == (2, 3, 37, 53)
+    assert out.min() >= -1 and out.max() <= 1
+    # each image is tiled on its own: the batch equals the images one by one
+    torch.testing.assert_close(out[1:], translator.translate_batch(batch[1:]))
+
+
+def test_memory_estimate_and_tile_choice():
+    translator = translator_for("resnet_9blocks", base_channels=64)
+    small = estimate_bytes(translator, (1, 3, 256, 256))
+    assert estimate_bytes(translator, (2, 3, 512, 512)) == pytest.approx(8 * small, rel=0.01)
+    # ~2 float32 tensors of 64 channels at full resolution are alive at the peak
+    assert 2 * 64 * 4 <= small / 256**2 <= 4 * 64 * 4
+    assert not needs_tiling(translator, (1, 3, 512, 512))
+    assert needs_tiling(translator, (1, 3, 4096, 4096))
+
+    tile = choose_tile(translator)
+    assert tile % translator.multiple == 0
+    assert estimate_bytes(translator, (1, 3, tile, tile)) <= translator.memory_budget_mb * 2**20
+    unet = translator_for("unet_256", base_channels=4, tile=100, overlap=32)
+    assert (choose_tile(unet), tiling.tile_overlap(unet)) == (512, 256)  # both rounded to 256-px steps
+
+
+def test_bad_arguments_are_refused():
+    translator = translator_for("resnet_6blocks")
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        translate_tiled(translator, torch.zeros(1, 4, 32, 32))
+    with pytest.raises(ValueError, match="'median'"):
+        translate_tiled(translator, torch.zeros(1, 3, 32, 32), norm_stats="median")  # type: ignore[arg-type]
