@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -82,7 +83,7 @@ class TrainConfig:
     epochs: int = 200  # planned length; the lr schedule spans it
     schedule_steps: int = 0  # planned length in steps instead of epochs (0 = epochs x steps per epoch)
     save_every: int = 1000
-    keep_last: int = 3
+    keep_last: int = 3  # newest step checkpoints kept (0 = all)
     sample_every: int = 500
     log_every: int = 50
     seed: int = 0
@@ -150,9 +151,12 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
         return int(value)
     if hint is float:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise UserError(f"config {key}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise UserError(f"config {key}: {value!r} is not a finite number")
+        return number
     if hint is str:
         return str(value)
     return value
@@ -175,7 +179,51 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             kwargs[key] = from_dict(hint, value, f"{prefix}{key}.")
         else:
             kwargs[key] = _check_value(prefix + key, hint, value)
+            _check_limits(cls, key, prefix + key, kwargs[key])
     return cls(**kwargs)
+
+
+# (config class, field) -> (minimum, maximum or None, what it is). Checked wherever a config is
+# built, checkpoint metadata included: a file cannot ask for 10**13 channels.
+LIMITS: dict[tuple[str, str], tuple[float, float | None, str]] = {
+    ("TrainConfig", "lr"): (0.0, None, "a learning rate"),
+    ("TrainConfig", "beta1"): (0.0, 0.999999, "an Adam beta (below 1)"),
+    ("TrainConfig", "beta2"): (0.0, 0.999999, "an Adam beta (below 1)"),
+    ("TrainConfig", "lambda_cycle"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "lambda_identity"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "lambda_l1"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "lambda_gp"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "pool_size"): (0, None, "a pool size"),
+    ("TrainConfig", "steps"): (0, None, "a step count"),
+    ("TrainConfig", "epochs"): (1, None, "an epoch count"),
+    ("TrainConfig", "schedule_steps"): (0, None, "a step count"),
+    ("TrainConfig", "save_every"): (1, None, "a step interval"),
+    ("TrainConfig", "log_every"): (1, None, "a step interval"),
+    ("TrainConfig", "sample_every"): (0, None, "a step interval"),
+    ("TrainConfig", "val_every"): (0, None, "a step interval"),
+    ("TrainConfig", "val_images"): (1, None, "an image count"),
+    ("TrainConfig", "keep_last"): (0, None, "a checkpoint count (0 keeps all)"),
+    ("TrainConfig", "seed"): (0, None, "a seed"),
+    ("DataConfig", "batch_size"): (1, None, "a batch size"),
+    ("DataConfig", "num_workers"): (0, 256, "a worker count"),
+    ("DataConfig", "load_size"): (1, 65536, "a size in pixels"),
+    ("DataConfig", "crop_size"): (1, 65536, "a size in pixels"),
+    ("NetConfig", "in_channels"): (1, 64, "an image channel count"),
+    ("NetConfig", "out_channels"): (1, 64, "an image channel count"),
+    ("NetConfig", "base_channels_g"): (1, 4096, "a channel count"),
+    ("NetConfig", "base_channels_d"): (1, 4096, "a channel count"),
+    ("NetConfig", "n_layers_d"): (0, 12, "a layer count"),
+}
+
+
+def _check_limits(cls: type, key: str, full_key: str, value: Any) -> None:
+    limit = LIMITS.get((cls.__name__, key))
+    if limit is None:
+        return
+    low, high, what = limit
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise UserError(f"config {full_key}: {value!r} is not valid for {what}; use a value {bound}")
 
 
 def merge(base: RunConfig, data: dict[str, Any]) -> RunConfig:

@@ -274,7 +274,9 @@ def _output_name(name: str, output_format: str) -> tuple[str, str]:
 
 
 def _plan_jobs(files: list[Path], src: Path, dst: Path, output_format: str) -> list[_Job]:
-    inputs = {path.resolve() for path in files}
+    # realpath, not Path.resolve(): resolve() raises on a symlink loop, realpath returns a
+    # path, and the reader then reports that one file instead of the whole run failing
+    inputs = {Path(os.path.realpath(path)) for path in files}
     owner: dict[Path, Path] = {}
     jobs = []
     for path in files:
@@ -283,7 +285,7 @@ def _plan_jobs(files: list[Path], src: Path, dst: Path, output_format: str) -> l
         out = dst / rel.parent / name
         if out in owner:
             jobs.append(_Job(path, None, f"its output {out} is also the output of {owner[out]} — rename one of them or use --format keep"))
-        elif out.resolve() in inputs:
+        elif Path(os.path.realpath(out)) in inputs:
             jobs.append(_Job(path, None, f"its output {out} would overwrite an input file — choose another output folder"))
         else:
             owner[out] = path
@@ -358,7 +360,14 @@ def _pipeline(translator, todo, report, notes, bar, quality, batch_size, max_sid
         if not group:
             return
         batch = torch.from_numpy(np.stack([item.pixels for item in group]))
-        fake = translator.translate_batch(batch)
+        try:
+            fake = translator.translate_batch(batch)
+        except (ValueError, RuntimeError) as exc:  # e.g. an image the network cannot take, or out of memory
+            for item in group:
+                _fail(report, item.job.src, f"could not be translated ({str(exc).splitlines()[0]})")
+                bar.update(1)
+            group.clear()
+            return
         for item, out in zip(group, fake):
             writes.append((item.job, writers.submit(_encode_and_write, item, out.numpy(), quality)))
         group.clear()

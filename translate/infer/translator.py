@@ -27,14 +27,18 @@ from translate.errors import UserError
 from translate.nets import build_generator, size_multiple
 
 
-def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflection-pad (B, C, H, W) on the bottom/right so H and W are multiples of ``multiple``.
+def pad_to_multiple(batch: torch.Tensor, multiple: int, min_side: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflection-pad (B, C, H, W) on the bottom/right so H and W are multiples of ``multiple``
+    and at least ``min_side``.
 
     Returns the padded batch and the original (H, W). Reflection needs the pad to be smaller
-    than the side, so very small images fall back to replicate padding.
+    than the side, so very small images (1×1, 1×300) fall back to replicate padding.
     """
     h, w = batch.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    pad_h = max((-h) % multiple, min_side - h)
+    pad_w = max((-w) % multiple, min_side - w)
+    pad_h += (-(h + pad_h)) % multiple
+    pad_w += (-(w + pad_w)) % multiple
     if pad_h == 0 and pad_w == 0:
         return batch, (h, w)
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
@@ -77,7 +81,7 @@ class Translator:
             precision: fp32, bf16 (CPU with bf16 or CUDA) or fp16 (CUDA).
             arch: architecture of a reference-layout ``.pth`` (inferred from keys if None).
         """
-        from translate.train.checkpoint import load_weights, read_generator
+        from translate.train.checkpoint import build_checked, read_generator
         from translate.train.loop import autocast_dtype, resolve_device
 
         path = Path(model)
@@ -91,8 +95,7 @@ class Translator:
             weights, net_cfg, source = read_reference_generator(path, arch=arch)
         else:
             weights, net_cfg, source = read_generator(path, direction)
-        net = build_generator(net_cfg)
-        load_weights(net, weights, source)
+        net = build_checked(lambda: build_generator(net_cfg), weights, source)
         return cls.from_module(net, net_cfg, device=dev, precision=precision, source=source, tile=tile, overlap=overlap)
 
     @classmethod
@@ -148,7 +151,8 @@ class Translator:
         return self._forward_padded(batch)
 
     def _forward_padded(self, batch: torch.Tensor) -> torch.Tensor:
-        padded, (h, w) = pad_to_multiple(batch.to(self.device, torch.float32), self.multiple)
+        # the ResNet generator needs two downsampled pixels per side (reflection padding)
+        padded, (h, w) = pad_to_multiple(batch.to(self.device, torch.float32), self.multiple, 2 * self.multiple)
         if self.device.type in ("cpu", "cuda"):
             padded = padded.contiguous(memory_format=torch.channels_last)
         with self.autocast():

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+from glob import escape as glob_escape
 import queue
 import sys
 import threading
@@ -256,6 +257,16 @@ def _open_output(tmp: Path, dst: Path, probe: _Probe, codec: str, crf: int, size
 # the public function
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def check_paths(src: Path, dst: Path) -> None:
     """``UserError`` when ``src`` is missing or ``dst`` is ``src`` itself (a link to it included)."""
     if not src.exists():
@@ -314,6 +325,11 @@ def translate_video(
     if dst.is_dir():
         raise UserError(f"{dst}: is a folder; pass an output video file such as {dst / (src.stem + '_translated.mp4')}")
     dst.parent.mkdir(parents=True, exist_ok=True)
+    # a killed earlier run leaves its temporary file behind: remove those of dead processes
+    for stale in dst.parent.glob(f".tmp-{glob_escape(dst.stem)}-*{glob_escape(dst.suffix)}"):
+        pid = stale.name[len(f".tmp-{dst.stem}-"): len(stale.name) - len(dst.suffix)]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     tmp = dst.with_name(f".tmp-{dst.stem}-{os.getpid()}{dst.suffix}")  # same folder: os.replace is atomic
     try:
         report = _run_pipeline(translator, src, dst, tmp, probe, codec=codec, crf=crf, side_by_side=side_by_side,

@@ -45,6 +45,16 @@ MAX_METADATA_BYTES = 16 * 1024 * 1024  # JSON state of a checkpoint is small; re
 STEP_DIR = re.compile(r"^step_(\d{7,})$")
 
 
+class NonFiniteWeights(RuntimeError):
+    """Raised instead of writing a checkpoint whose weights contain NaN or Inf."""
+
+
+def _named(path: Path, exc: UserError) -> UserError:
+    """The same error, prefixed with the file it came from (unless it already names it)."""
+    text = str(exc)
+    return exc if text.startswith(str(path)) else UserError(f"{path}: {text}")
+
+
 # ----------------------------------------------------------------------------------------
 # nested state <-> (tensors, JSON)
 
@@ -190,7 +200,7 @@ def save_checkpoint(
             weights[f"{net_name}.{key}"] = value.detach().to("cpu", copy=True).contiguous()
     for key, value in weights.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
-            raise RuntimeError(f"refusing to write a checkpoint with non-finite weights ({key})")
+            raise NonFiniteWeights(f"refusing to write a checkpoint with non-finite weights ({key})")
     meta = {
         "format": FORMAT_CHECKPOINT,
         "version": FORMAT_VERSION,
@@ -311,7 +321,10 @@ def load_checkpoint(path: Path, *, with_state: bool = True) -> LoadedCheckpoint:
         raise UserError(f"{model_path}: not a translate checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != FORMAT_VERSION:
         raise UserError(f"{model_path}: checkpoint format version {meta.get('version')!r} is not supported; upgrade translate")
-    cfg = run_from_json(meta.get("run_config", ""))
+    try:
+        cfg = run_from_json(meta.get("run_config", ""))
+    except UserError as exc:
+        raise _named(model_path, exc) from None
     weights: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in _load_tensors(model_path).items():
         net_name, _, param = key.partition(".")
@@ -327,7 +340,12 @@ def load_checkpoint(path: Path, *, with_state: bool = True) -> LoadedCheckpoint:
             counters = Counters(**{k: int(raw_counters[k]) for k in ("step", "epoch", "sample_offset")})
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{state_path}: training state metadata is malformed; the file is damaged") from None
-        state = unflatten_state(flat, _load_tensors(state_path))
+        try:
+            state = unflatten_state(flat, _load_tensors(state_path))
+        except UserError as exc:
+            raise _named(state_path, exc) from None
+        if not isinstance(state, dict):
+            raise UserError(f"{state_path}: training state is malformed (not a mapping); the file is damaged")
     else:
         try:
             counters.step = int(meta.get("step", "0"))
@@ -336,9 +354,9 @@ def load_checkpoint(path: Path, *, with_state: bool = True) -> LoadedCheckpoint:
     return LoadedCheckpoint(ckpt, cfg, weights, state, counters)
 
 
-def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming the source."""
-    expected = module.state_dict()
+def check_weights(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse ``weights`` unless keys, shapes and dtype kinds match ``expected`` (a state dict,
+    possibly of a module on the meta device, so nothing is allocated before the check)."""
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
@@ -352,6 +370,29 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], sour
             )
         if value.dtype.is_floating_point != expected[key].dtype.is_floating_point:
             raise UserError(f"{source}: weight {key} has dtype {value.dtype}; expected {expected[key].dtype}")
+
+
+def build_checked(build: Any, weights: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """Build a network with ``build()`` only after its shapes were checked against ``weights``.
+
+    The architecture comes from a file's metadata; building it on the meta device first means
+    a hostile config (say, 20,000 channels) is refused before any memory is allocated.
+    """
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except UserError as exc:
+        raise _named(Path(source), exc) from None
+    check_weights(probe.state_dict(), weights, source)
+    module = build()
+    load_weights(module, weights, source)
+    return module
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming the source."""
+    expected = module.state_dict()
+    check_weights(expected, weights, source)
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()}, strict=True)
 
 
@@ -402,7 +443,11 @@ def read_generator(path: str | Path, direction: str = "AtoB") -> tuple[dict[str,
         if fmt == FORMAT_GENERATOR:
             if meta.get("version") != FORMAT_VERSION:
                 raise UserError(f"{path}: generator format version {meta.get('version')!r} is not supported; upgrade translate")
-            return _load_tensors(path), net_from_json(meta.get("net_config", "")), str(path)
+            try:
+                net_cfg = net_from_json(meta.get("net_config", ""))
+            except UserError as exc:
+                raise _named(path, exc) from None
+            return _load_tensors(path), net_cfg, str(path)
         if fmt == FORMAT_CHECKPOINT:
             path = path.parent
         else:

@@ -60,7 +60,10 @@ def save_grid(path: Path, rows: list[list[torch.Tensor]]) -> None:
         lines.append(np.concatenate(tiles, axis=1))
     width = max(line.shape[1] for line in lines)
     lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines]
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".tmp-" + path.name)
-    Image.fromarray(np.concatenate(lines, axis=0)).save(tmp, format="PNG")
-    tmp.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(np.concatenate(lines, axis=0)).save(tmp, format="PNG")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from translate.data import build_dataset
 from translate.errors import UserError
 from translate.nets import build_discriminator, build_generator, size_multiple
 from translate.train import distributed
-from translate.train.checkpoint import Counters, LoadedCheckpoint, load_weights, save_checkpoint, write_text_atomic
+from translate.train.checkpoint import Counters, LoadedCheckpoint, NonFiniteWeights, load_weights, save_checkpoint, write_text_atomic
 from translate.train.logger import MetricsLog, save_grid
 from translate.train.objectives import OBJECTIVES, DiscContext, Objective
 from translate.train.pool import ImagePool
@@ -258,15 +258,23 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
     if resume is not None:
         st = resume.state
         for name, module in nets.items():
+            if name not in resume.weights:
+                raise UserError(f"{resume.path / 'model.safetensors'}: has no {name} weights; the checkpoint is damaged, resume from an older one")
             load_weights(module, resume.weights[name], f"{resume.path} ({name})")
-        opt_g.load_state_dict(st["opt_g"])
-        opt_d.load_state_dict(st["opt_d"])
-        sched_g.load_state_dict(st["sched_g"])
-        sched_d.load_state_dict(st["sched_d"])
-        for key, pool in pools.items():
-            pool.load_state_dict(st["pools"][key], device)
-        if "scaler" in st and scaler.is_enabled():
-            scaler.load_state_dict(st["scaler"])
+        try:
+            opt_g.load_state_dict(st["opt_g"])
+            opt_d.load_state_dict(st["opt_d"])
+            sched_g.load_state_dict(st["sched_g"])
+            sched_d.load_state_dict(st["sched_d"])
+            for key, pool in pools.items():
+                pool.load_state_dict(st["pools"][key], device)
+            if "scaler" in st and scaler.is_enabled():
+                scaler.load_state_dict(st["scaler"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise UserError(
+                f"{resume.path / 'state.safetensors'}: training state does not fit this run ({type(exc).__name__}: {exc}); "
+                "the file is damaged: remove this checkpoint folder to resume from the one before"
+            ) from None
         counters = resume.counters
         if main:
             log.info("resumed %s at step %d (epoch %d)", resume.path, counters.step, counters.epoch)
@@ -321,7 +329,23 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
             state["scaler"] = scaler.state_dict()
         if validator is not None:
             state["validation"] = validator.state_dict()
-        return save_checkpoint(run_dir, cfg, nets, state, counters, keep_last=tc.keep_last, name=name)
+        try:
+            return save_checkpoint(run_dir, cfg, nets, state, counters, keep_last=tc.keep_last, name=name)
+        except NonFiniteWeights as exc:
+            raise UserError(
+                f"training diverged at step {counters.step}: {exc}; the last checkpoint on disk is intact. "
+                "Lower train.lr (or use --precision fp32) and --resume, or start again"
+            ) from None
+
+    def run_dir_write(write: Any, *args: Any) -> Any:
+        try:
+            return write(*args)
+        except OSError as exc:
+            where = getattr(exc, "filename", None) or run_dir
+            raise UserError(
+                f"{where}: cannot be written ({exc.strerror or exc}); free disk space or fix permissions, "
+                f"then continue with --resume {run_dir} (the last checkpoint is intact)"
+            ) from None
 
     try:
         while counters.step < stop_at:
@@ -366,7 +390,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                     bad_steps += 1
                     if main:
                         log.warning("step %d: non-finite loss or gradient, update skipped", counters.step + 1)
-                        metrics.write({"step": counters.step + 1, "event": "non_finite_skipped"})
+                        run_dir_write(metrics.write, {"step": counters.step + 1, "event": "non_finite_skipped"})
                     if bad_steps >= MAX_BAD_STEPS:
                         raise UserError(
                             f"training diverged: {bad_steps} consecutive steps with non-finite losses at step "
@@ -392,7 +416,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                     elapsed = time.perf_counter() - window_start
                     row = {"step": counters.step, "epoch": counters.epoch, "lr": opt_g.param_groups[0]["lr"], **means,
                            "images_per_s": window_images / max(elapsed, 1e-9)}
-                    metrics.write(row)
+                    run_dir_write(metrics.write, row)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in list(means.items())[:4]} | {"img/s": f"{row['images_per_s']:.2f}"})
                     if tc.schedule == "plateau":
                         g_mean = sum(means[k] for k in g_losses)
@@ -403,11 +427,11 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                 if main and tc.sample_every and (counters.step % tc.sample_every == 0 or counters.step == stop_at):
                     named = {**{k: batch[k] for k in ("A", "B")}, **outputs}
                     rows = [[named[n][0] for n in row] for row in objective.sample_rows]
-                    save_grid(run_dir / "samples" / f"step_{counters.step:07d}.png", rows)
+                    run_dir_write(save_grid, run_dir / "samples" / f"step_{counters.step:07d}.png", rows)
 
                 if validator is not None and counters.step % tc.val_every == 0:
-                    scores = validator.run(nets, counters.step)
-                    metrics.write({"step": counters.step, "epoch": counters.epoch, **scores})
+                    scores = run_dir_write(validator.run, nets, counters.step)
+                    run_dir_write(metrics.write, {"step": counters.step, "epoch": counters.epoch, **scores})
                     value = scores.get(f"val_{validator.metric}", float("nan"))
                     if validator.improved(value):
                         validator.best = value
