@@ -92,7 +92,7 @@ class TrainConfig:
     diffaug: str = ""  # DiffAugment policy before every discriminator call, e.g. "color,translation,cutout"; "" = off
     val_every: int = 0  # validate on the test split every N steps (0 = off)
     val_images: int = 8  # held-out images per validation
-    best_metric: str = "auto"  # keep checkpoints/best by: auto (psnr if paired, else cycle_l1), psnr, ssim, l1, cycle_l1
+    best_metric: str = "auto"  # keep checkpoints/best by: auto (psnr if paired, else cycle_l1), psnr, ssim, l1, cycle_l1, kid
 
 
 @dataclass

@@ -71,3 +71,19 @@ def test_bad_diffaug_policy_and_val_without_test_split(capsys, unpaired_data: Pa
     code = main(["train", "--data", str(data), "--out", str(tmp_path / "r2"), *TINY_CYCLEGAN, "--set", "train.val_every=1"])
     err = capsys.readouterr().err
     assert code == 2 and "val_every" in err
+
+
+def test_unpaired_validation_logs_kid_when_inception_weights_are_present(unpaired_data: Path, tmp_path: Path, monkeypatch) -> None:
+    from translate.metrics import FIDInceptionV3
+
+    torch.manual_seed(0)
+    state = {k: v for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")}
+    weights = tmp_path / "pt_inception.pth"
+    torch.save(state, weights)  # a randomly initialised network of the real architecture
+    monkeypatch.setenv("TRANSLATE_INCEPTION_WEIGHTS", str(weights))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(unpaired_data), "--out", str(run), "--steps", "1", *TINY_CYCLEGAN,
+                 "--set", "train.val_every=1", "--set", "train.val_images=3", "--set", "train.best_metric=kid"]) == 0
+    val = [r for r in rows(run) if "val_kid" in r]
+    assert len(val) == 1 and "val_cycle_l1" in val[0]
+    assert load_checkpoint(run / "checkpoints" / "best").state["validation"]["metric"] == "kid"

@@ -5,8 +5,9 @@ The held-out set is the dataset's test split (``testA``/``testB`` or ``test/``),
 
 - paired data (pix2pix, or CycleGAN on a paired layout): PSNR, SSIM and L1 of G(A) vs B;
 - unpaired data: the cycle-reconstruction L1 of A→B→A and B→A→B (lower is better), since no
-  target exists for G(A). It says whether the mappings stay invertible, not whether they
-  translate well; ``translate eval --fid/--kid`` measures the latter on the outputs.
+  target exists for G(A); and, when the FID Inception weights are present locally (see
+  ``translate eval``; never downloaded here), KID of G(A) against the held-out real B images,
+  with one subset of all held-out images (few images: noisy, but comparable across steps).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from translate.train.logger import save_grid
 log = logging.getLogger("translate")
 
 # metric -> True when larger is better
-METRIC_DIRECTION = {"psnr": True, "ssim": True, "l1": False, "cycle_l1": False}
+METRIC_DIRECTION = {"psnr": True, "ssim": True, "l1": False, "cycle_l1": False, "kid": False}
 
 
 class Validator:
@@ -51,12 +52,25 @@ class Validator:
             metric = "psnr" if self.paired else "cycle_l1"
         if metric not in METRIC_DIRECTION:
             raise UserError(f"config train.best_metric: {metric!r} is not one of auto, {', '.join(METRIC_DIRECTION)}")
-        if metric != "cycle_l1" and not self.paired:
+        if metric in ("psnr", "ssim", "l1") and not self.paired:
             raise UserError(f"config train.best_metric: {metric} needs paired test data; use cycle_l1 (or auto) for unpaired data")
         if metric == "cycle_l1" and not self.has_reverse:
             raise UserError("config train.best_metric: cycle_l1 needs CycleGAN's two generators; use psnr, ssim or l1")
+        self.inception = self._inception(device) if not self.paired else None
+        if metric == "kid" and self.inception is None:
+            raise UserError("config train.best_metric: kid needs the FID Inception weights (see translate eval --help) and unpaired data")
         self.metric = metric
         self.best: float | None = None
+
+    @staticmethod
+    def _inception(device: torch.device) -> nn.Module | None:
+        from translate.metrics import find_inception_weights, load_fid_inception
+
+        try:
+            find_inception_weights()
+        except UserError:  # absent: validation logs the cycle error only, and never downloads
+            return None
+        return load_fid_inception(device=device)
 
     def improved(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -76,6 +90,7 @@ class Validator:
             nets[n].eval()
         sums: dict[str, float] = {}
         rows = []
+        fakes, reals = [], []
         try:
             for item in self.items:
                 real_a = item["A"][None].to(self.device)
@@ -90,6 +105,9 @@ class Validator:
                     rec_b = nets["gen_ab"](nets["gen_ba"](real_b)).float()
                     scores["cycle_l1"] = 0.5 * float((rec_a - real_a).abs().mean() + (rec_b - real_b).abs().mean())
                     rows.append([real_a[0], fake_b[0], rec_a[0]])
+                    if self.inception is not None and fake_b.shape[1] == 3:
+                        fakes.append(self.inception((fake_b.clamp(-1, 1) + 1) / 2).double().cpu())
+                        reals.append(self.inception((real_b.float() + 1) / 2).double().cpu())
                 else:
                     rows.append([real_a[0], fake_b[0], real_b[0]])
                 for k, v in scores.items():
@@ -99,7 +117,13 @@ class Validator:
                 nets[n].train(modes[n])
         if rows:
             save_grid(self.run_dir / "samples" / f"val_step_{step:07d}.png", rows[:4])
-        return {f"val_{k}": v / max(1, len(self.items)) for k, v in sums.items()}
+        scores = {f"val_{k}": v / max(1, len(self.items)) for k, v in sums.items()}
+        if len(fakes) >= 2:
+            from translate.metrics import kid_from_features
+
+            fake_f, real_f = torch.cat(fakes).numpy(), torch.cat(reals).numpy()
+            scores["val_kid"] = kid_from_features(fake_f, real_f, subset_size=len(fake_f), n_subsets=1)[0]
+        return scores
 
     def state_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "best": self.best}
