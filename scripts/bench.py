@@ -1,0 +1,281 @@
+#!/usr/bin/env python
+"""Benchmark the toolkit on this machine and write ``docs/PERFORMANCE.md`` and ``docs/performance.json``.
+
+::
+
+    python scripts/bench.py                 # full run (~15 min on 2 cores)
+    python scripts/bench.py --quick         # every workload at tiny sizes: a smoke test, not numbers
+    python scripts/bench.py --levers        # before/after measurements of candidate speed levers only
+    python scripts/bench.py --only infer/resnet_9blocks/256   # a subset (ids as in performance.json)
+
+In one run: the machine's convolution ceiling (fp32, bf16), then generator inference
+(ResNet-9, U-Net-256 at three sizes, fp32 and bf16), ``translate apply`` and ``translate video``
+end to end against the model alone, CycleGAN and pix2pix training iterations, a 4096² image
+through tiled inference, the ceiling again; then the targets of issue 4, met or missed, with
+what limits each miss from ``torch.profiler``. See the Method section of the written report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_common  # noqa: E402
+from bench_common import conv_ceiling, load_average, machine_info, run_isolated  # noqa: E402
+from bench_markdown import render_markdown  # noqa: E402
+from bench_report import GEN_LABEL, MODEL_LABEL, evaluate, row_id  # noqa: E402
+
+import bench_training  # noqa: E402
+import bench_workloads as W  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Reps:
+    """How a group of interleaved variants is timed (see ``bench_common.measure_interleaved``)."""
+
+    warmup: int | dict[str, int]  # warm-up calls (per precision for training)
+    repeats: int  # timed calls per variant per round
+    rounds: int  # at most this many rounds (A B, B A, …)
+    budget_s: float  # later rounds only while they fit this
+
+
+@dataclass
+class Plan:
+    infer_sides: tuple[int, ...]
+    infer_reps: dict[int, Reps]  # side -> reps (both generators, both precisions)
+    folder: list[tuple[int, int, int, int]]  # (side, images, batch size, model-only batches before and after)
+    video: tuple[int, int, int, int, int]  # (width, height, frames, batch size, model-only batches before and after)
+    train: list[tuple[str, int, Reps]]  # (model, side, reps)
+    tiled: tuple[int, int | None]  # (side, forced tile or None for the translator's choice)
+    profile: set[str] = field(default_factory=set)  # row ids profiled with torch.profiler
+
+
+def full_plan() -> Plan:
+    reps = {256: Reps(1, 2, 3, 45), 512: Reps(0, 1, 1, 0), 1024: Reps(0, 1, 1, 0)}
+    train = [
+        ("cyclegan", 256, Reps({"fp32": 1}, 1, 1, 0)),
+        ("cyclegan", 128, Reps({"fp32": 1}, 1, 1, 0)),
+        ("pix2pix", 256, Reps({"fp32": 1, "bf16": 1}, 1, 2, 40)),
+    ]
+    profile = {row_id("infer", g, 256, p) for g in GEN_LABEL for p in ("fp32", "bf16")}
+    profile |= {row_id("train", "cyclegan", 256, p) for p in ("fp32", "bf16")} | {row_id("train", "pix2pix", 256, "fp32")}
+    return Plan((256, 512, 1024), reps, [(256, 8, 4, 1), (1024, 2, 1, 1)], (640, 360, 24, 4, 1), train, (4096, None), profile)
+
+
+def quick_plan() -> Plan:
+    sides = (64, 128, 256)
+    once = Reps(0, 1, 1, 0)
+    train = [("cyclegan", 64, once), ("cyclegan", 32, once), ("pix2pix", 256, once)]
+    profile = {row_id("infer", "resnet_9blocks", 64, "fp32")}
+    return Plan(sides, {s: once for s in sides}, [(64, 4, 2, 1), (128, 2, 1, 1)], (160, 96, 8, 4, 1), train, (256, 128), profile)
+
+
+# ---------------------------------------------------------------------------------- jobs
+
+
+@dataclass
+class Job:
+    """One child process: a function returning one row, or ``{"rows": [...]}`` for a group."""
+
+    ids: list[str]  # the row ids it produces, in order
+    labels: list[str]
+    fn: Any
+    args: tuple
+    kwargs: dict
+
+
+def jobs(plan: Plan, base: int, quick: bool) -> list[Job]:
+    """Every workload, in running order."""
+    out: list[Job] = []
+    precisions = ("fp32", "bf16")
+    for gen in GEN_LABEL:
+        for side in plan.infer_sides:
+            r = plan.infer_reps[side]
+            ids = [row_id("infer", gen, side, p) for p in precisions]
+            out.append(Job(ids, [f"{GEN_LABEL[gen]} inference {side}²"] * 2, W.inference, (gen, side),
+                           dict(base_channels=base, quick=quick, small_side=plan.infer_sides[0], warmup=r.warmup,
+                                repeats=r.repeats, rounds=r.rounds, budget_s=r.budget_s, profile=ids[0] in plan.profile)))
+    for side, count, batch, model_batches in plan.folder:
+        out.append(Job([row_id("folder", side, "fp32")], [f"`translate apply`: {count} × {side}² JPEG, batch {batch}"],
+                       W.folder, (side, count, batch, "fp32"), dict(base_channels=base, quick=quick, model_batches=model_batches)))
+    width, height, frames, batch, model_batches = plan.video
+    out.append(Job([row_id("video", f"{width}x{height}", "fp32")], [f"`translate video`: {width}×{height} H.264, {frames} frames, batch {batch}"],
+                   W.video, (width, height, frames, batch, "fp32"), dict(base_channels=base, quick=quick, model_batches=model_batches)))
+    for model, side, r in plan.train:
+        ids = [row_id("train", model, side, p) for p in precisions]
+        gen = "ResNet-9" if model == "cyclegan" else "U-Net-256"
+        out.append(Job(ids, [f"{MODEL_LABEL[model]} iteration ({gen}) {side}², batch 1"] * 2, bench_training.training, (model, side),
+                       dict(base_channels=base, quick=quick, warmup=r.warmup if isinstance(r.warmup, dict) else {p: r.warmup for p in precisions},
+                            repeats=r.repeats, rounds=r.rounds, budget_s=r.budget_s,
+                            profile=tuple(p for p, i in zip(precisions, ids) if i in plan.profile))))
+    side, tile = plan.tiled
+    out.append(Job([row_id("tiled", side, "fp32")], [f"Tiled ResNet-9 inference {side}²"], W.tiled, (side, "fp32"),
+                   dict(base_channels=base, quick=quick, tile=tile)))
+    return out
+
+
+def run_workloads(plan: Plan, base: int, quick: bool, only: list[str]) -> list[dict[str, Any]]:
+    todo = [j for j in jobs(plan, base, quick) if not only or any(o in i for o in only for i in j.ids)]
+    rows: list[dict[str, Any]] = []
+    for n, job in enumerate(todo, 1):
+        if job.fn is W.video and not _video_available():
+            results = [{"status": "missing", "error": "translate.infer.video is not importable in this checkout"}]
+        else:
+            tick = time.perf_counter()
+            result = run_isolated(job.fn, *job.args, **job.kwargs)
+            took = time.perf_counter() - tick
+            if result.get("status") == "ok" and "rows" in result:
+                # a group: each row keeps its own sampled peak; the process's high-water mark is shared
+                results = [{**r, "status": "ok", "process": result["process"], "process_peak_rss_mb": result["peak_rss_mb"]}
+                           for r in result["rows"]]
+            elif result.get("status") == "ok":
+                results = [{**result, "process_peak_rss_mb": result["peak_rss_mb"]}]
+            else:
+                results = [dict(result) for _ in job.ids]
+            for r in results:
+                r["job_wall_s"] = took
+        for rid, label, row in zip(job.ids, job.labels, results):
+            rows.append({"id": rid, "label": label, **row})
+            print(f"[{n}/{len(todo)}] {_progress(rows[-1])}", flush=True)
+    return rows
+
+
+def _video_available() -> bool:
+    try:
+        import translate.infer.video  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _progress(row: dict[str, Any]) -> str:
+    if row.get("status") != "ok":
+        return f"{row['id']}: {row.get('status')}: {row.get('error')}"
+    ratio = f", {100 * row['ceiling_ratio']:.0f} % of ceiling" if row.get("ceiling_ratio") else ""
+    return (f"{row['id']}: {row['seconds']:.3f} s, {row['gflops']:.1f} GFLOP/s{ratio}, "
+            f"{row['peak_rss_mb'] / 1024:.2f} GB (its process took {row['job_wall_s']:.0f} s)")
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def print_table(results: dict[str, Any]) -> None:
+    m = results["machine"]
+    print()
+    print(f"machine: {m['cpu']}, {m['usable_cpus']} cores, torch {m['torch']}, avx512_bf16={m['avx512_bf16']}, "
+          f"load {m['loadavg']} -> {results.get('loadavg_end')}")
+    for key, c in results.get("ceiling", {}).items():
+        print(f"ceiling {key}: {c['gflops']:.1f} GFLOP/s")
+    header = f"{'workload':48} {'prec':5} {'time s':>9} {'GFLOP/s':>8} {'%ceil':>6} {'RSS GB':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in results["workloads"]:
+        if r.get("status") != "ok":
+            print(f"{r['id']:48} {'':5} {'missing: ' + str(r.get('error'))[:60]}")
+            continue
+        ratio = f"{100 * r['ceiling_ratio']:.0f}" if r.get("ceiling_ratio") else "-"
+        print(f"{r['id']:48} {r['precision']:5} {r['seconds']:9.3f} {r['gflops']:8.1f} {ratio:>6} {r['peak_rss_mb'] / 1024:7.2f}")
+    print()
+    for chk in results["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "missing"}[chk["met"]]
+        print(f"{verdict:8} {chk['name']}: {chk['measured']} (target {chk['target']})")
+    print(f"\nwall time {results['wall_s'] / 60:.1f} min")
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "performance.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n", encoding="utf-8")
+    (out / "PERFORMANCE.md").write_text(render_markdown(results), encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each: checks the script, not the machine")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for PERFORMANCE.md and performance.json")
+    parser.add_argument("--base-channels", type=int, default=64, help="generator/discriminator width (64 = the papers')")
+    parser.add_argument("--only", action="append", default=[], help="run only workloads whose id contains this (repeatable)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per workload (default: torch's, one per core; --quick: 1)")
+    parser.add_argument("--levers", action="store_true", help="measure the candidate speed levers only, keep the workloads")
+    args = parser.parse_args(argv)
+    if args.base_channels < 1:
+        parser.error(f"--base-channels must be >= 1, got {args.base_channels}")
+
+    # one thread keeps the smoke run fast on a busy machine: tiny ops pay OpenMP barriers otherwise
+    # (the levers compare thread counts themselves, so they keep torch's default)
+    bench_common.THREADS = args.threads or (1 if args.quick and not args.levers else None)
+    started = time.perf_counter()
+    previous = _read_previous(args.out / "performance.json")
+    if args.levers:
+        import bench_levers
+
+        bench_common.prewarm()
+
+        if not previous:
+            parser.error(f"--levers adds to an existing run: run the workloads first ({args.out / 'performance.json'} is missing)")
+        results = previous
+        results["levers"] = bench_levers.run_levers(base=args.base_channels, quick=args.quick)
+        results["levers_measured"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        results["targets"] = evaluate(results)
+        write(results, args.out)
+        for lever in results["levers"]:
+            print(lever)
+        return 0
+
+    plan = quick_plan() if args.quick else full_plan()
+    command = "python scripts/bench.py" + (" --quick" if args.quick else "")
+    if args.base_channels != 64:
+        command += f" --base-channels {args.base_channels}"
+    results: dict[str, Any] = {
+        "command": command,
+        "mode": "quick" if args.quick else "full",
+        "started": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "base_channels": args.base_channels,
+        "machine": {**machine_info(), "bench_threads": bench_common.THREADS},
+        "plan": {"infer_sides": list(plan.infer_sides), "folder": plan.folder, "video": list(plan.video),
+                 "train": [(m, s) for m, s, _ in plan.train], "tiled": list(plan.tiled),
+                 "reps": {"infer": {s: vars(r) for s, r in plan.infer_reps.items()},
+                          "train": {f"{m}/{s}": vars(r) for m, s, r in plan.train}}},
+        "ceiling": {},
+    }
+    print(f"machine: {results['machine']['cpu']}, torch {results['machine']['torch']}", flush=True)
+    bench_common.prewarm()
+    for precision in ("fp32", "bf16"):
+        results["ceiling"][f"{precision}_start"] = run_isolated(conv_ceiling, precision, quick=args.quick, repeats=5)
+        print(f"ceiling {precision}: {results['ceiling'][f'{precision}_start']['gflops']:.1f} GFLOP/s", flush=True)
+    results["workloads"] = run_workloads(plan, args.base_channels, args.quick, args.only)
+    for precision in ("fp32", "bf16"):
+        results["ceiling"][f"{precision}_end"] = run_isolated(conv_ceiling, precision, quick=args.quick, repeats=5)
+    results["loadavg_end"] = load_average()
+    if previous.get("levers") and previous.get("mode") == results["mode"]:
+        results["levers"], results["levers_measured"] = previous["levers"], previous.get("levers_measured")
+    results["wall_s"] = time.perf_counter() - started
+    results["targets"] = evaluate(results)
+    write(results, args.out)
+    print_table(results)
+    return 0
+
+
+def _read_previous(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""Before/after measurements of candidate speed levers (``python scripts/bench.py --levers``).
+
+Each lever runs in its own forked child, with both variants built in that one process and
+called in ABBA order (A B B A …), so that a machine whose load drifts favours neither; the
+verdict compares medians. Nothing here changes the toolkit: a variant is a monkeypatch or a
+setting local to the child, and a winning lever is a change proposed for the toolkit.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench_common import photo, run_isolated, to_batch
+from bench_workloads import make_translator
+
+SIGNIFICANT = 0.05  # a change smaller than this is within the noise of a shared machine
+
+
+def abba(before: Callable[[], Any], after: Callable[[], Any], rounds: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+    """Wall times of ``before`` and ``after`` called in A B B A order, ``rounds`` times each pair."""
+    for _ in range(warmup):
+        before()
+        after()
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    for i in range(rounds):
+        order = ("a", "b") if i % 2 == 0 else ("b", "a")
+        for key in order:
+            tick = time.perf_counter()
+            (before if key == "a" else after)()
+            times[key].append(time.perf_counter() - tick)
+    return times["a"], times["b"]
+
+
+def verdict(before_s: float, after_s: float, *, cost_note: str = "") -> str:
+    change = before_s / after_s - 1
+    if abs(change) < SIGNIFICANT:
+        return "no measurable effect" + (f" ({cost_note})" if cost_note else "")
+    return ("faster: adopt" if change > 0 else "slower: keep as is") + (f" ({cost_note})" if cost_note else "")
+
+
+def entry(lever: str, workload: str, before: list[float], after: list[float], unit_s: bool = True, note: str = "") -> dict[str, Any]:
+    b, a = statistics.median(before), statistics.median(after)
+    fmt = (lambda s: f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s") if unit_s else str
+    return {"lever": lever, "workload": workload, "before": fmt(b), "after": fmt(a),
+            "change": f"{100 * (b / a - 1):+.0f} % speed", "verdict": verdict(b, a, cost_note=note),
+            "before_s": b, "after_s": a, "before_runs": before, "after_runs": after}
+
+
+# ---------------------------------------------------------------------------------- levers
+
+
+def channels_last_inference(side: int, base: int, rounds: int) -> dict[str, Any]:
+    """Translator's channels-last forward vs the same network and input contiguous."""
+    import torch
+
+    out = []
+    for generator in ("resnet_9blocks", "unet_256"):
+        translator = make_translator(generator, "fp32", base)
+        net_cl = translator.net
+        net_nchw = make_translator(generator, "fp32", base).net.to(memory_format=torch.contiguous_format)
+        size = side if generator == "resnet_9blocks" else max(256, side)  # the U-Net takes multiples of 256
+        x = to_batch([photo("astronaut", size)])
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+
+        def run(net, inp):  # noqa: ANN001
+            with torch.inference_mode():
+                return net(inp)
+
+        before, after = abba(lambda: run(net_cl, x_cl), lambda: run(net_nchw, x), rounds)
+        out.append(entry("contiguous (NCHW) instead of channels-last", f"{generator} inference {size}² fp32", before, after))
+    return {"levers": out}
+
+
+def instance_norm_inference(side: int, base: int, rounds: int) -> dict[str, Any]:
+    """Instance norm as ``F.group_norm`` (today) vs ``F.instance_norm`` under no-grad, ResNet-9 forward."""
+    import torch
+    import torch.nn.functional as F
+
+    from translate.nets.layers import InstanceNorm2d
+
+    translator = make_translator("resnet_9blocks", "fp32", base)
+    x = to_batch([photo("astronaut", side)])
+    original = InstanceNorm2d.forward
+
+    def fast(self, inp):  # noqa: ANN001
+        # the channels-last backward bug of F.instance_norm cannot bite without autograd
+        if not torch.is_grad_enabled():
+            return F.instance_norm(inp, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return original(self, inp)
+
+    def with_forward(forward):  # noqa: ANN001
+        def call():
+            InstanceNorm2d.forward = forward
+            try:
+                return translator.translate_batch(x)
+            finally:
+                InstanceNorm2d.forward = original
+        return call
+
+    reference = with_forward(original)()
+    patched = with_forward(fast)()
+    before, after = abba(with_forward(original), with_forward(fast), rounds)
+    diff = float((reference - patched).abs().max())
+    return {"levers": [entry("F.instance_norm when autograd is off (InstanceNorm2d.forward)",
+                             f"resnet_9blocks inference {side}² fp32", before, after, note=f"max output difference {diff:.1e}")]}
+
+
+def threads(side: int, base: int, rounds: int) -> dict[str, Any]:
+    """``torch.set_num_threads(1)`` vs the default (one per core) for one ResNet-9 forward."""
+    import torch
+
+    default = torch.get_num_threads()
+    translator = make_translator("resnet_9blocks", "fp32", base)
+    x = to_batch([photo("astronaut", side)])
+
+    def run(n: int) -> Callable[[], Any]:
+        def call():
+            torch.set_num_threads(n)
+            try:
+                return translator.translate_batch(x)
+            finally:
+                torch.set_num_threads(default)
+        return call
+
+    before, after = abba(run(default), run(1), rounds)
+    return {"levers": [entry(f"torch.set_num_threads(1) instead of {default}", f"resnet_9blocks inference {side}² fp32", before, after)]}
+
+
+def fused_adam(base: int, rounds: int) -> dict[str, Any]:
+    """Adam(fused=True) vs Adam(foreach=True) (the loop's), one step over CycleGAN's four networks."""
+    import itertools
+
+    import torch
+
+    from translate.config import preset
+    from translate.train.loop import build_nets
+    from translate.train.objectives import OBJECTIVES
+
+    cfg = preset("cyclegan")
+    cfg.net.base_channels_g = cfg.net.base_channels_d = base
+    torch.manual_seed(0)
+    nets = build_nets(cfg, OBJECTIVES["cyclegan"])
+    params = list(itertools.chain.from_iterable(n.parameters() for n in nets.values()))
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    copies = [p.detach().clone().requires_grad_(True) for p in params]
+    for p, c in zip(params, copies):
+        c.grad = p.grad.clone()
+    foreach = torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999), foreach=True)
+    fused = torch.optim.Adam(copies, lr=2e-4, betas=(0.5, 0.999), fused=True)
+    before, after = abba(foreach.step, fused.step, rounds)
+    saved = statistics.median(before) - statistics.median(after)
+    note = f"{sum(p.numel() for p in params) / 1e6:.1f} M parameters; saves {saved * 1000:.0f} ms per iteration"
+    row = entry("Adam(fused=True) instead of foreach=True", "CycleGAN optimizer steps (all 4 nets)", before, after, note=note)
+    row["saved_per_iteration_s"] = saved  # the report sets it against the iteration's time
+    return {"levers": [row]}
+
+
+def channels_last_training(side: int, base: int, rounds: int) -> dict[str, Any]:
+    """A CycleGAN iteration with channels-last networks and batch (the loop's) vs contiguous."""
+    from bench_training import training_step
+
+    steps = {}
+    for layout in (True, False):
+        make_step, _ = training_step("cyclegan", side, base_channels=base, channels_last=layout)
+        steps[layout] = make_step("fp32")
+    before, after = abba(steps[True], steps[False], rounds)
+    return {"levers": [entry("contiguous (NCHW) instead of channels-last", f"CycleGAN iteration {side}² fp32", before, after)]}
+
+
+def folder_workers(side: int, count: int, base: int, rounds: int) -> dict[str, Any]:
+    """``translate_folder`` with 1 reader/writer thread each vs the default 2."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+
+    from translate.infer.folder import translate_folder
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    try:
+        src = tmp / "in"
+        src.mkdir()
+        for i in range(count):
+            image = photo(("astronaut", "coffee", "chelsea", "rocket")[i % 4], side)
+            cv2.imwrite(str(src / f"{i:03d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        translator = make_translator("resnet_9blocks", "fp32", base)
+
+        def run(workers: int) -> Callable[[], Any]:
+            return lambda: translate_folder(translator, src, tmp / f"out{workers}", batch_size=4, workers=workers,
+                                            progress=False, overwrite=True)
+
+        before, after = abba(run(2), run(1), rounds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"levers": [entry("workers=1 instead of 2 (translate_folder)", f"translate apply, {count} × {side}², batch 4", before, after)]}
+
+
+def cached_multiple(base: int) -> dict[str, Any]:
+    """``size_multiple`` (builds the net on the meta device) vs ``Translator.multiple`` (cached)."""
+    from translate.nets import size_multiple
+
+    out = []
+    for generator in ("resnet_9blocks", "unet_256"):
+        translator = make_translator(generator, "fp32", base)
+        translator.multiple  # noqa: B018  fills the cache
+        before, after = abba(lambda: size_multiple(translator.net_config), lambda: translator.multiple, 20)
+        row = entry("cache Translator.multiple", f"{generator}: per translate_batch call", before, after)
+        row["verdict"] = "already applied (translator.py caches it since commit af0ff56)"
+        row["before"], row["after"] = f"{row['before_s'] * 1000:.1f} ms", f"{row['after_s'] * 1e6:.1f} µs"
+        out.append(row)
+    return {"levers": out}
+
+
+def balanced_tiles(side: int, tile: int, base: int, rounds: int) -> dict[str, Any]:
+    """Tiles as ``tiling.choose_tile`` lays them (stride tile - overlap, the last one flush with the
+    edge) vs the same number of tiles per axis, shrunk to cover the image evenly.
+
+    Statistics pass off (``norm_stats="tile"``) in both, so the time is the tiles' alone.
+    """
+    import math
+
+    from translate.infer import tiling
+
+    translator = make_translator("resnet_9blocks", "fp32", base)
+    translator.tile = tile
+    x = to_batch([photo("astronaut", side)])
+    original = tiling.choose_tile
+    overlap, m = tiling.tile_overlap(translator), translator.multiple
+    per_axis = math.ceil((side - overlap) / (tile - overlap)) if side > tile else 1
+    even = min(tile, math.ceil(((side - overlap) / per_axis + overlap) / m) * m)
+
+    def run(chooser) -> Callable[[], Any]:  # noqa: ANN001
+        def call():
+            tiling.choose_tile = chooser
+            try:
+                return tiling.translate_tiled(translator, x, norm_stats="tile")
+            finally:
+                tiling.choose_tile = original
+        return call
+
+    before, after = abba(run(original), run(lambda _t: even), rounds, warmup=0)
+    n_before = len(tiling._starts(side, min(tile, side), overlap)) ** 2
+    pixels = n_before * min(tile, side) ** 2, per_axis**2 * even**2
+    note = f"{n_before} tiles of {tile}² vs {per_axis ** 2} of {even}²: {pixels[0] / pixels[1]:.2f}× the pixels"
+    return {"levers": [entry("even tiles (same count per axis, shrunk to cover the image)", f"tiled {side}², tile {tile}",
+                             before, after, note=note)]}
+
+
+def compile_inference(side: int, base: int, rounds: int) -> dict[str, Any]:
+    """``torch.compile`` (inductor) vs eager for the ResNet-9 forward, compile time reported apart."""
+    import torch
+
+    translator = make_translator("resnet_9blocks", "fp32", base)
+    x = to_batch([photo("astronaut", side)]).contiguous(memory_format=torch.channels_last)
+    eager = translator.net
+    compiled = torch.compile(eager)
+    tick = time.perf_counter()
+    with torch.inference_mode():
+        compiled(x)
+    compile_s = time.perf_counter() - tick
+
+    def run(net):  # noqa: ANN001
+        def call():
+            with torch.inference_mode():
+                return net(x)
+        return call
+
+    before, after = abba(run(eager), run(compiled), rounds, warmup=0)
+    return {"levers": [entry("torch.compile(net) (inductor)", f"resnet_9blocks inference {side}² fp32", before, after,
+                             note=f"first call (compilation) {compile_s:.0f} s")]}
+
+
+def run_levers(*, base: int, quick: bool) -> list[dict[str, Any]]:
+    """Run every lever (each in its own child) and return their entries."""
+    side = 64 if quick else 256
+    rounds = 2 if quick else 4
+    plan = [
+        (channels_last_inference, (side, base, rounds)),
+        (instance_norm_inference, (side, base, rounds)),
+        (threads, (side, base, rounds)),
+        (fused_adam, (base, 6)),
+        (channels_last_training, (32 if quick else 128, base, 2)),
+        (folder_workers, (side, 4 if quick else 8, base, 2)),
+        (cached_multiple, (base,)),
+        (balanced_tiles, (256, 160, base, 2) if quick else (1024, 832, base, 2)),
+        (compile_inference, (side, base, rounds)),
+    ]
+    out: list[dict[str, Any]] = []
+    for fn, args in plan:
+        tick = time.perf_counter()
+        result = run_isolated(fn, *args)
+        if result.get("status") != "ok":
+            out.append({"lever": fn.__name__, "workload": "", "status": "error", "error": result.get("error")})
+        else:
+            out.extend(result["levers"])
+        print(f"lever {fn.__name__}: {time.perf_counter() - tick:.0f} s", flush=True)
+    return out

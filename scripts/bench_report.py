@@ -1,0 +1,200 @@
+"""The targets of issue 4, met or missed, from the benchmark's results (``performance.json``);
+with what limits each miss, in words built from the measurements.
+
+Everything here is plain Python on the recorded numbers: no torch, nothing measured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+GEN_LABEL = {"resnet_9blocks": "ResNet-9", "unet_256": "U-Net-256"}
+MODEL_LABEL = {"cyclegan": "CycleGAN", "pix2pix": "pix2pix"}
+
+# the targets of issue 4
+T_INFER_CEILING = 0.75
+T_BF16_SPEEDUP = 1.7
+T_BF16_PSNR = 35.0
+T_SCALE_1024 = 17.0
+T_E2E = 0.90
+T_TRAIN_CEILING = 0.65
+T_TRAIN_BF16 = 1.6
+T_TRAIN_MEMORY_GB = 3.5
+T_TILED_MEMORY_GB = 2.0
+
+
+def row_id(kind: str, *parts: Any) -> str:
+    return "/".join([kind, *map(str, parts)])
+
+
+def _ok(row: dict | None) -> bool:
+    return bool(row) and row.get("status") == "ok"
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f} %"
+
+
+def gb(mb: float | None) -> str:
+    return "–" if mb is None else f"{mb / 1024:.2f} GB"
+
+
+def secs(s: float | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+# ---------------------------------------------------------------------------------- analysis
+
+
+def profile_text(row: dict | None) -> str:
+    """'convolutions 58 % of the time at 81 % of ceiling; normalization 20 %, padding 8 %…'."""
+    if not row or "profile" not in row:
+        return ""
+    prof = row["profile"]
+    cats = prof["categories"]
+    conv = cats.get("convolution", {}).get("share", 0.0)
+    parts = [f"convolutions {pct(conv)} of op time"]
+    if prof.get("conv_gflops") and row.get("ceiling_gflops"):
+        parts[0] += f" at {pct(prof['conv_gflops'] / row['ceiling_gflops'])} of the ceiling"
+    others = [f"{name} {pct(c['share'])}" for name, c in cats.items() if name != "convolution" and c["share"] >= 0.03]
+    if others:
+        parts.append("; ".join(others))
+    top = ", ".join(f"{op['op'].replace('aten::', '')} {pct(op['share'])}" for op in prof["top_ops"][:4])
+    return f"{'; '.join(parts)} (top ops: {top})"
+
+
+def m_threads(machine: dict[str, Any]) -> int:
+    return machine.get("bench_threads") or machine["torch_threads"]
+
+
+def memory_text(row: dict[str, Any]) -> str:
+    params = row.get("parameters", 0)
+    # parameters, gradients and Adam's two moments, all fp32
+    state = 16 * params / 2**30
+    return (f"{row['parameters'] / 1e6:.1f} M parameters hold {state:.2f} GB with gradients and Adam moments; "
+            f"the rest is activations saved for the backward of {6 if row.get('model') == 'cyclegan' else 1} generator passes "
+            f"and the ~0.5 GB of torch itself")
+
+
+def tiled_text(row: dict[str, Any]) -> str:
+    image_gb = row["input_mb"] / 1024
+    return (f"{row['tiles']} tiles of {row['tile']}² chosen to fit a {row['memory_budget_mb']} MB activation budget, "
+            f"but the process also holds torch (~0.45 GB), the input and its padded copy, the float32 output "
+            f"accumulator and weight map (≈ {3.4 * image_gb:.2f} GB for a {row['side']}² image); the tiles also "
+            f"cost {pct(row['tiling_flops_overhead'])} extra FLOPs (overlaps, a last tile flush with the edge, "
+            f"the statistics pass)")
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per target check: what, target, measured, met (True/False/None = missing), limit."""
+    rows = {r["id"]: r for r in results["workloads"]}
+    machine = results["machine"]
+    ceilings = results.get("ceiling", {})
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, target: str, measured: str, met: bool | None, limit: str = "", missing: str = "") -> None:
+        checks.append({"name": name, "target": target, "measured": measured if met is not None else f"missing: {missing}",
+                       "met": met, "limit": "" if met else limit})
+
+    def missing_reason(*ids: str) -> str:
+        for i in ids:
+            r = rows.get(i)
+            if r is None:
+                return f"{i} not run"
+            if r.get("status") != "ok":
+                return f"{i}: {r.get('error', r.get('status'))}"
+        return ""
+
+    bf16_hw = machine.get("avx512_bf16") or machine.get("amx_bf16")
+    c32, c16 = ceilings.get("fp32_start", {}).get("gflops"), ceilings.get("bf16_start", {}).get("gflops")
+    bf16_note = (
+        "" if bf16_hw else
+        f"this CPU has no avx512_bf16/AMX, so oneDNN converts bf16 to fp32 inside each convolution: the bf16 "
+        f"ceiling is {c16:.0f} GFLOP/s vs {c32:.0f} fp32 ({c16 / c32:.2f}×); no bf16 speed-up is possible here"
+        if (c16 and c32) else "no avx512_bf16/AMX on this CPU"
+    )
+    sides = results["plan"]["infer_sides"]
+    small, large = sides[0], sides[-1]
+
+    # 1. inference at the smallest side reaches the ceiling
+    for gen in ("resnet_9blocks", "unet_256"):
+        r = rows.get(row_id("infer", gen, small, "fp32"))
+        met = r["ceiling_ratio"] >= T_INFER_CEILING if _ok(r) else None
+        add(f"{GEN_LABEL[gen]} inference fp32, {small} px", f"≥ {pct(T_INFER_CEILING)} of fp32 ceiling",
+            pct(r.get("ceiling_ratio")) if _ok(r) else "", met, profile_text(r), missing_reason(row_id("infer", gen, small, "fp32")))
+    # 2. bf16 speed-up and PSNR (both precisions interleaved in one process)
+    for gen in ("resnet_9blocks", "unet_256"):
+        for side in sides:
+            name = f"{GEN_LABEL[gen]} inference bf16 vs fp32, {side} px"
+            goal = f"≥ {T_BF16_SPEEDUP}× and PSNR ≥ {T_BF16_PSNR:.0f} dB"
+            b = rows.get(row_id("infer", gen, side, "bf16"))
+            if _ok(b):
+                speedup, quality = b["bf16_speedup_same_process"], b.get("psnr_vs_fp32_db", math.nan)
+                limit = bf16_note if speedup < T_BF16_SPEEDUP else ""
+                if quality < T_BF16_PSNR:
+                    limit += f"{'; ' if limit else ''}bf16 outputs differ from fp32 by {quality:.1f} dB PSNR"
+                if speedup < T_BF16_SPEEDUP and "profile" in b:
+                    limit += f"; {profile_text(b)}"
+                add(name, goal, f"{speedup:.2f}×, {quality:.1f} dB", speedup >= T_BF16_SPEEDUP and quality >= T_BF16_PSNR, limit)
+            else:
+                add(name, goal, "", None, missing=missing_reason(row_id("infer", gen, side, "bf16")))
+    # 3. cost scales with pixels (the small side runs interleaved in the large side's process)
+    for gen in ("resnet_9blocks", "unet_256"):
+        for precision in ("fp32", "bf16"):
+            name = f"{GEN_LABEL[gen]} {precision}: {large} px vs {small} px"
+            pixels = (large / small) ** 2
+            goal = f"≤ {T_SCALE_1024:.0f}× ({pixels:.0f}× the pixels)"
+            b = rows.get(row_id("infer", gen, large, precision))
+            if _ok(b) and "cost_vs_small_same_process" in b:
+                ratio = b["cost_vs_small_same_process"]
+                limit = (f"each pixel costs {ratio / pixels:.2f}× what it costs at {small} px; kernel time "
+                         f"{b['process']['sys_s']:.1f} s in that process ({b['process']['minor_faults'] / 1e6:.1f} M page "
+                         f"faults: activation buffers are mapped fresh for every op)")
+                add(name, goal, f"{ratio:.1f}×", ratio <= T_SCALE_1024, limit)
+            else:
+                add(name, goal, "", None, missing=missing_reason(row_id("infer", gen, large, precision)))
+    # 4. pipelines keep the network busy
+    for r_id in [r["id"] for r in results["workloads"] if r["id"].startswith(("folder/", "video/"))]:
+        r = rows[r_id]
+        label = r.get("label", r_id)
+        if _ok(r):
+            per_item_alone = sum(r["model_runs"]) / r["model_items"]
+            items = r.get("images", r.get("frames_written", 0))
+            limit = (f"the network was busy {pct(r['network_busy'])} of the end-to-end time and took "
+                     f"{r['in_pipeline_model_seconds']:.1f} s inside the pipeline for what takes {per_item_alone * items:.1f} s alone: "
+                     f"decode/encode threads compete with its {m_threads(machine)} threads for {machine['usable_cpus']} cores")
+            add(f"{label}: end to end vs model only", f"≥ {pct(T_E2E)}", pct(r["e2e_vs_model"]), r["e2e_vs_model"] >= T_E2E, limit)
+        else:
+            add(f"{label}: end to end vs model only", f"≥ {pct(T_E2E)}", "", None, missing=missing_reason(r_id))
+    # 5. training (both precisions interleaved in one process, on the same networks)
+    train_sides = sorted({r["side"] for r in results["workloads"] if r["id"].startswith("train/cyclegan/")}, reverse=True)
+    for side in train_sides:
+        a, b = rows.get(row_id("train", "cyclegan", side, "fp32")), rows.get(row_id("train", "cyclegan", side, "bf16"))
+        met = a["ceiling_ratio"] >= T_TRAIN_CEILING if _ok(a) else None
+        add(f"CycleGAN iteration fp32, {side} px", f"≥ {pct(T_TRAIN_CEILING)} of fp32 ceiling",
+            pct(a.get("ceiling_ratio")) if _ok(a) else "", met, profile_text(a), missing_reason(row_id("train", "cyclegan", side, "fp32")))
+        if _ok(b):
+            speedup = b["bf16_speedup_same_process"]
+            add(f"CycleGAN iteration bf16 vs fp32, {side} px", f"≥ {T_TRAIN_BF16}×", f"{speedup:.2f}×",
+                speedup >= T_TRAIN_BF16, bf16_note + (f"; {profile_text(b)}" if "profile" in b else ""))
+        if side == train_sides[0]:
+            for r, precision in ((a, "fp32"), (b, "bf16")):
+                if _ok(r):
+                    add(f"CycleGAN training peak memory, {side} px {precision}", f"≤ {T_TRAIN_MEMORY_GB} GB",
+                        gb(r["peak_rss_mb"]), r["peak_rss_mb"] / 1024 <= T_TRAIN_MEMORY_GB, memory_text(r))
+    for r in results["workloads"]:
+        if r["id"].startswith("train/pix2pix/") and r.get("precision") == "bf16" and _ok(r):
+            speedup = r["bf16_speedup_same_process"]
+            add(f"pix2pix iteration bf16 vs fp32, {r['side']} px", f"≥ {T_TRAIN_BF16}×", f"{speedup:.2f}×",
+                speedup >= T_TRAIN_BF16, bf16_note)
+    # 6. tiling memory
+    for r in [r for r in results["workloads"] if r["id"].startswith("tiled/")]:
+        if _ok(r):
+            add(f"tiled {r['side']}² peak memory", f"≤ {T_TILED_MEMORY_GB} GB", gb(r["peak_rss_mb"]),
+                r["peak_rss_mb"] / 1024 <= T_TILED_MEMORY_GB, tiled_text(r))
+        else:
+            add(f"tiled {r['side']}² peak memory", f"≤ {T_TILED_MEMORY_GB} GB", "", None, missing=missing_reason(r["id"]))
+    return checks

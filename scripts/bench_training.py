@@ -1,0 +1,128 @@
+"""The benchmark's training workload: CycleGAN and pix2pix iterations, built as the loop builds them.
+
+Runs inside a forked child (see ``bench_common.run_isolated``), like the workloads in
+``bench_workloads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any, Literal
+
+import numpy as np
+
+from bench_common import Precision, Variant, measure_interleaved, photo, to_batch
+from bench_workloads import ceilings, variant_row
+
+def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels: int,
+                  fused_adam: bool = False, channels_last: bool = True) -> tuple[Callable[[Precision], Callable[[], None]], dict[str, Any]]:
+    """Training iterations (batch 1), built as ``translate.train.loop.train`` builds them.
+
+    ``make_step(precision)`` returns a callable that mirrors the loop body line for line
+    (requires_grad toggles, autocast around each phase, zero_grad, backward, finite-gradient
+    check, both Adam steps, both scheduler steps); data loading, logging and checkpoints are left
+    out. Steps of both precisions share the networks and optimizers. Returns ``make_step`` and
+    a description of what it trains.
+    """
+    import itertools
+
+    import torch
+
+    from translate.config import preset
+    from translate.train.loop import PhaseModule, autocast_dtype, build_nets, grads_finite
+    from translate.train.objectives import OBJECTIVES, DiscContext
+    from translate.train.pool import ImagePool
+    from translate.train.schedules import build_scheduler
+
+    cfg = preset(model)
+    cfg.net.base_channels_g = cfg.net.base_channels_d = base_channels
+    tc = cfg.train
+    objective = OBJECTIVES[cfg.model]
+    torch.manual_seed(tc.seed)
+    nets = build_nets(cfg, objective)
+    for module in nets.values():
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+    gen_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.generators))
+    disc_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.discriminators))
+    adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), **({"fused": True} if fused_adam else {"foreach": True}))
+    opt_g = torch.optim.Adam(gen_params, **adam)
+    opt_d = torch.optim.Adam(disc_params, **adam)
+    sched_g = build_scheduler(opt_g, tc, 1000)
+    sched_d = build_scheduler(opt_d, tc, 1000)
+    pools = {k: ImagePool(tc.pool_size, seed=tc.seed + i) for i, k in enumerate(objective.pools)}
+    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, nets, objective.generator_step)
+    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, nets, objective.discriminator_step)
+    ctx = DiscContext(cfg=tc, pools=pools, generator=torch.Generator())
+    if model == "cyclegan":
+        real_a, real_b = photo("astronaut", side), photo("chelsea", side)
+    else:  # pix2pix: edges -> photo
+        import cv2
+
+        real_b = photo("coffee", side)
+        edges = 255 - cv2.Canny(cv2.cvtColor(real_b, cv2.COLOR_RGB2GRAY), 100, 200)
+        real_a = np.repeat(edges[:, :, None], 3, axis=2)
+    batch = {"A": to_batch([real_a]), "B": to_batch([real_b])}
+    if channels_last:
+        batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+
+    def make_step(precision: Precision) -> Callable[[], None]:
+        amp_dtype = autocast_dtype(precision, torch.device("cpu"))
+
+        def autocast():
+            return torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+
+        def step() -> None:
+            for name in objective.discriminators:
+                nets[name].requires_grad_(False)
+            with autocast():
+                g_losses, outputs = g_phase(batch, tc)
+            g_total = sum(g_losses.values())
+            opt_g.zero_grad(set_to_none=True)
+            g_total.backward()
+            for name in objective.discriminators:
+                nets[name].requires_grad_(True)
+            with autocast():
+                d_losses = d_phase(batch, outputs, ctx)
+            d_total = sum(d_losses.values())
+            opt_d.zero_grad(set_to_none=True)
+            d_total.backward()
+            if grads_finite(gen_params) and grads_finite(disc_params):
+                opt_g.step()
+                opt_d.step()
+            sched_g.step()
+            sched_d.step()
+
+        return step
+
+    info = {"model": model, "generator": cfg.net.generator, "side": side, "batch": 1, "fused_adam": fused_adam,
+            "channels_last": channels_last, "parameters": sum(p.numel() for p in gen_params + disc_params)}
+    return make_step, info
+
+
+def training(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels: int, quick: bool,
+             warmup: dict[str, int], repeats: int, rounds: int, budget_s: float, profile: tuple[str, ...] = (),
+             fused_adam: bool = False, channels_last: bool = True) -> dict[str, Any]:
+    """Time training iterations in fp32 and bf16 autocast, interleaved in this one process on the
+    same networks and optimizers (see :func:`training_step`). FLOPs: every forward and backward
+    the objective runs, counted by ``FlopCounterMode`` over one whole iteration.
+
+    Returns:
+        ``{"rows": [fp32 row, bf16 row]}``.
+    """
+    make_step, info = training_step(model, side, base_channels=base_channels, fused_adam=fused_adam,
+                                    channels_last=channels_last)
+    variants = {p: Variant(make_step(p), warmup=warmup.get(p, 0), repeats=repeats, profile=p in profile)
+                for p in ("fp32", "bf16")}
+    before = ceilings(quick)
+    measure_interleaved(variants, rounds=rounds, budget_s=budget_s)
+    after = ceilings(quick)
+    rows = []
+    for precision, v in variants.items():
+        row = variant_row(info, v, precision, before, after)
+        row["images_per_s"] = 1 / v.timing.median
+        if precision == "bf16":
+            row["bf16_speedup_same_process"] = variants["fp32"].timing.median / v.timing.median
+        rows.append(row)
+    return {"rows": rows}

@@ -1,0 +1,63 @@
+"""The benchmark script runs end to end (``--quick``, narrow networks) and writes both reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench.py"), "--quick", "--base-channels", "8", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    return out, proc
+
+
+def expected_ids() -> list[str]:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return [rid for job in bench.jobs(bench.quick_plan(), 8, True) for rid in job.ids]
+
+
+def test_quick_run_writes_both_files_with_every_workload(quick_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    out, proc = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "performance.json").read_text())
+    markdown = (out / "PERFORMANCE.md").read_text()
+    rows = {r["id"]: r for r in results["workloads"]}
+    ids = expected_ids()
+    assert {i.split("/")[0] for i in ids} == {"infer", "folder", "video", "train", "tiled"}
+    for rid in ids:
+        assert rid in rows, f"{rid} missing from performance.json"
+        row = rows[rid]
+        assert row["status"] == "ok", (rid, row.get("error"))
+        assert row["seconds"] > 0 and row["flops"] > 0 and row["peak_rss_mb"] > 0, rid
+        assert row["label"] in markdown, rid
+    # the ceilings and the issue's targets are there, each with a verdict
+    assert {"fp32_start", "bf16_start", "fp32_end", "bf16_end"} <= set(results["ceiling"])
+    assert all(c["gflops"] > 0 for c in results["ceiling"].values())
+    assert len(results["targets"]) >= 10 and all(t["met"] in (True, False) for t in results["targets"])
+    assert "## Targets" in markdown and results["machine"]["cpu"] in markdown
+    # bf16 rows carry their PSNR against the fp32 output of the same photo
+    assert all(rows[i]["psnr_vs_fp32_db"] > 20 for i in ids if i.startswith("infer/") and i.endswith("/bf16"))
+    # the table is printed last
+    assert "wall time" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_bad_width_is_refused() -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--base-channels", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--base-channels must be >= 1, got 0" in proc.stderr
