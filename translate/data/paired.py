@@ -31,6 +31,30 @@ def detect_paired_layout(folder: Path) -> PairedLayout:
     return "folders" if (folder / "A").is_dir() and (folder / "B").is_dir() else "side_by_side"
 
 
+def images_by_key(folder: Path) -> dict[str, Path]:
+    """The images under ``folder`` keyed by relative path without extension (``sub/x``).
+
+    This is how pairs are matched (``A/x.png`` with ``B/x.jpg``), for datasets and for
+    ``translate eval`` alike.
+
+    Raises:
+        UserError: a name appears with two extensions, so its partner would be ambiguous.
+    """
+    by_key: dict[str, Path] = {}
+    clashes: list[str] = []
+    for path in find_images(folder):
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        if key in by_key:
+            clashes.append(f"{by_key[key].relative_to(folder)} and {path.relative_to(folder)}")
+        by_key[key] = path
+    if clashes:
+        raise UserError(
+            f"{folder}: names that appear with two extensions, so their partner is "
+            f"ambiguous: {format_names(clashes)} — keep one file per name"
+        )
+    return by_key
+
+
 def match_folders(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
     """Pair the images of two folders by relative path without extension.
 
@@ -44,21 +68,7 @@ def match_folders(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path]]:
         UserError: A name is in one folder only, or two files of one folder share a name
             once the extension is removed; the message lists the first few names and the count.
     """
-    keyed: list[dict[str, Path]] = []
-    for folder in (folder_a, folder_b):
-        by_key: dict[str, Path] = {}
-        clashes: list[str] = []
-        for path in find_images(folder):
-            key = path.relative_to(folder).with_suffix("").as_posix()
-            if key in by_key:
-                clashes.append(f"{by_key[key].relative_to(folder)} and {path.relative_to(folder)}")
-            by_key[key] = path
-        if clashes:
-            raise UserError(
-                f"{folder}: names that appear with two extensions, so their partner is "
-                f"ambiguous: {format_names(clashes)} — keep one file per name"
-            )
-        keyed.append(by_key)
+    keyed = [images_by_key(folder) for folder in (folder_a, folder_b)]
     keys_a, keys_b = keyed[0].keys(), keyed[1].keys()
     only_a, only_b = sorted(keys_a - keys_b), sorted(keys_b - keys_a)
     if only_a or only_b:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from translate.data.io import find_images, format_names, read_image, read_image_header
+from translate.data.paired import images_by_key
 from translate.errors import UserError
 from translate.metrics.distribution import (
     KID_SUBSET_SIZE,
@@ -173,22 +174,6 @@ def _write_atomic(path: Path, text: str) -> None:
         raise UserError(f"{path}: could not be written ({exc.strerror or exc})") from None
 
 
-def _keyed_images(folder: Path) -> dict[str, Path]:
-    by_key: dict[str, Path] = {}
-    clashes: list[str] = []
-    for path in find_images(folder):
-        key = path.relative_to(folder).with_suffix("").as_posix()
-        if key in by_key:
-            clashes.append(f"{by_key[key].name} and {path.name}")
-        by_key[key] = path
-    if clashes:
-        raise UserError(
-            f"{folder}: {len(clashes)} names appear with two extensions, so which one to compare is "
-            f"ambiguous: {format_names(clashes, 3)} — keep one file per name"
-        )
-    return by_key
-
-
 def match_pairs(pred_dir: str | Path, target_dir: str | Path) -> list[tuple[str, Path, Path]]:
     """Pair the images of two folders by relative path, ignoring the extension.
 
@@ -204,7 +189,7 @@ def match_pairs(pred_dir: str | Path, target_dir: str | Path) -> list[tuple[str,
             counts and the first few unmatched names.
     """
     pred_dir, target_dir = Path(pred_dir), Path(target_dir)
-    pred, target = _keyed_images(pred_dir), _keyed_images(target_dir)
+    pred, target = images_by_key(pred_dir), images_by_key(target_dir)
     only_pred, only_target = sorted(pred.keys() - target.keys()), sorted(target.keys() - pred.keys())
     if only_pred or only_target:
         parts = []
