@@ -150,3 +150,25 @@ def test_bad_arguments_are_refused():
         translate_tiled(translator, torch.zeros(1, 4, 32, 32))
     with pytest.raises(ValueError, match="'median'"):
         translate_tiled(translator, torch.zeros(1, 3, 32, 32), norm_stats="median")  # type: ignore[arg-type]
+
+
+def test_normal_sizes_are_not_padded_beyond_the_networks_multiple() -> None:
+    """A 128-px image through unet_128 is one forward at 128 px, identical to the plain module."""
+    import torch
+
+    from translate.config import NetConfig
+    from translate.infer.translator import Translator
+    from translate.nets import build_generator
+
+    for generator, side in (("unet_128", 128), ("resnet_6blocks", 32)):
+        cfg = NetConfig(generator=generator, base_channels_g=4, norm="batch" if generator.startswith("unet") else "instance")
+        torch.manual_seed(0)
+        net = build_generator(cfg).eval()
+        x = torch.rand(1, 3, side, side) * 2 - 1
+        with torch.no_grad():
+            expected = net(x).clamp(-1, 1)
+        got = Translator.from_module(net, cfg).translate_batch(x)
+        assert torch.allclose(got, expected, atol=1e-5), generator
+    tiny = Translator.from_module(build_generator(NetConfig(generator="resnet_6blocks", base_channels_g=4)),
+                                  NetConfig(generator="resnet_6blocks", base_channels_g=4))
+    assert tiny.translate_batch(torch.zeros(1, 3, 1, 1)).shape == (1, 3, 1, 1)  # still padded up to 8 px

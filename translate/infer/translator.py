@@ -151,8 +151,10 @@ class Translator:
         return self._forward_padded(batch)
 
     def _forward_padded(self, batch: torch.Tensor) -> torch.Tensor:
-        # the ResNet generator needs two downsampled pixels per side (reflection padding)
-        padded, (h, w) = pad_to_multiple(batch.to(self.device, torch.float32), self.multiple, 2 * self.multiple)
+        # each generator states its smallest input side (ResNet: two pixels after downsampling;
+        # U-Net: its multiple); padding further would change the output of normal-size images
+        min_side = getattr(self.net, "min_size", self.multiple)
+        padded, (h, w) = pad_to_multiple(batch.to(self.device, torch.float32), self.multiple, min_side)
         if self.device.type in ("cpu", "cuda"):
             padded = padded.contiguous(memory_format=torch.channels_last)
         with self.autocast():

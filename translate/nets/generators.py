@@ -117,6 +117,8 @@ class ResnetGenerator(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.size_multiple = 2**n_downsampling
+        # reflection padding in the residual blocks needs at least 2 pixels after downsampling
+        self.min_size = 2 * self.size_multiple
         make_norm = norm_factory(norm)
         bias = conv_bias(norm)
 
@@ -162,7 +164,7 @@ class ResnetGenerator(nn.Module):
             channels=self.in_channels,
             where="ResnetGenerator",
             multiple=self.size_multiple,
-            min_size=2 * self.size_multiple,
+            min_size=self.min_size,
         )
         return self.model(x)
 
@@ -274,6 +276,7 @@ class UnetGenerator(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.size_multiple = 2**num_downs
+        self.min_size = self.size_multiple
         widest = base_channels * 8
 
         block = UnetSkipBlock(widest, widest, role="innermost", norm=norm)
