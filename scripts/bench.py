@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         results = previous
         results["levers"] = bench_levers.run_levers(base=args.base_channels, quick=args.quick)
         results["levers_measured"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        results["levers_threads"] = bench_common.THREADS
         results["targets"] = evaluate(results)
         write(results, args.out)
         for lever in results["levers"]:
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/bench.py" + (" --quick" if args.quick else "")
     if args.base_channels != 64:
         command += f" --base-channels {args.base_channels}"
+    if args.threads:
+        command += f" --threads {args.threads}"
     results: dict[str, Any] = {
         "command": command,
         "mode": "quick" if args.quick else "full",

@@ -71,10 +71,16 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("## Machine")
     add("")
     threads = m.get("bench_threads") or m["torch_threads"]
-    add(f"- CPU: {m['cpu']}, {m['usable_cpus']} usable cores (the workloads use {threads} torch threads); "
+    add(f"- CPU: {m['cpu']}, {m['usable_cpus']} usable cores (the workloads use {threads} torch thread{'s' if threads != 1 else ''}); "
         f"AVX-512 {'yes' if m['avx512'] else 'no'}, avx512_bf16 {'yes' if m['avx512_bf16'] else 'no'}, "
         f"AMX-bf16 {'yes' if m['amx_bf16'] else 'no'}.")
     add(f"- torch {m['torch']} (oneDNN {m.get('onednn') or '?'}), Python {m['python']}.")
+    if m.get("bench_threads") == 1 and results["mode"] == "full":
+        add("- Run with `--threads 1`: with torch's default of one thread per core, the same work varied up to 5× "
+            "between repeats on this shared machine (an OpenMP parallel region waits for its slowest thread, and "
+            "here one of the two was often preempted), while one thread repeats within ~15 %. So the ceiling and "
+            "every row are per core; on an idle machine two threads would be up to ~2× faster. The *Levers* table "
+            "measures one thread against two.")
     load = results.get("loadavg_end")
     add(f"- Load average at start {m['loadavg']}, at end {load}: the machine was shared with other jobs, so "
         "absolute speeds drift; ratios are taken within one process, seconds apart (see Method).")
@@ -148,7 +154,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         add("Not measured in this run (`python scripts/bench.py --levers` measures them).")
     else:
         add("Each lever's before and after run in one process, interleaved (A B B A …), medians; measured by "
-            f"`python scripts/bench.py --levers` on {results.get('levers_measured', '?')}. The last rows come "
+            f"`python scripts/bench.py --levers` on {results.get('levers_measured', '?')}"
+            f"{' with --threads ' + str(results['levers_threads']) if results.get('levers_threads') else ''}. The last rows come "
             "from the workload rows above (same-process pairs).")
         add("")
         add("| Lever | Workload | Before | After | Change | Verdict |")

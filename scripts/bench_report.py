@@ -165,7 +165,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             items = r.get("images", r.get("frames_written", 0))
             limit = (f"the network was busy {pct(r['network_busy'])} of the end-to-end time and took "
                      f"{r['in_pipeline_model_seconds']:.1f} s inside the pipeline for what takes {per_item_alone * items:.1f} s alone: "
-                     f"decode/encode threads compete with its {m_threads(machine)} threads for {machine['usable_cpus']} cores")
+                     f"decode/encode threads compete with its {m_threads(machine)} torch thread(s) for {machine['usable_cpus']} cores")
             add(f"{label}: end to end vs model only", f"≥ {pct(T_E2E)}", pct(r["e2e_vs_model"]), r["e2e_vs_model"] >= T_E2E, limit)
         else:
             add(f"{label}: end to end vs model only", f"≥ {pct(T_E2E)}", "", None, missing=missing_reason(r_id))
