@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="run only workloads whose id contains this (repeatable)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per workload (default: torch's, one per core; --quick: 1)")
+    parser.add_argument("--render", action="store_true", help="rewrite PERFORMANCE.md from performance.json, measuring nothing")
     parser.add_argument("--levers", action="store_true", help="measure the candidate speed levers only, keep the workloads")
     args = parser.parse_args(argv)
     if args.base_channels < 1:
@@ -220,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     bench_common.THREADS = args.threads or (1 if args.quick and not args.levers else None)
     started = time.perf_counter()
     previous = _read_previous(args.out / "performance.json")
+    if args.render:
+        if not previous:
+            parser.error(f"--render needs {args.out / 'performance.json'}")
+        previous["targets"] = evaluate(previous)
+        write(previous, args.out)
+        return 0
     if args.levers:
         import bench_levers
 

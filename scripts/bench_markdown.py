@@ -202,10 +202,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             cats = r["profile"]["categories"]
             conv = cats.get("convolution", {}).get("share", 0)
             rest = ", ".join(f"{k} {pct(v['share'])}" for k, v in cats.items() if k != "convolution" and v["share"] >= 0.03)
-            lines.append(f"{r['label']} (fp32) reaches {pct(r['ceiling_ratio'])} of the fp32 ceiling: its convolutions "
-                         f"run at {pct(r['profile']['conv_gflops'] / r['ceiling_gflops'])} of it but take only "
-                         f"{pct(conv)} of the time; the rest is memory-bound work around them "
-                         f"({rest}).")
+            lines.append(f"{r['label']} (fp32) reaches {pct(r['ceiling_ratio'])} of the fp32 ceiling. Profiled: "
+                         f"convolutions take {pct(conv)} of the op time and run at "
+                         f"{pct(r['profile']['conv_gflops'] / r['ceiling_gflops'])} of the ceiling there; the rest is "
+                         f"memory-bound work around them ({rest or 'nothing over 3 %'}).")
     tiled = next((r for r in rows.values() if r["id"].startswith("tiled/")), None)
     if tiled:
         lines.append(f"A {tiled['side']}² image takes {tiled['seconds'] / 60:.1f} min tiled ({tiled['tiles']} tiles of "
