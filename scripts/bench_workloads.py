@@ -334,8 +334,7 @@ def video(width: int, height: int, frames: int, batch_size: int, precision: Prec
 def tiled(side: int, precision: Precision, *, base_channels: int, quick: bool, tile: int | None = None) -> dict[str, Any]:
     """One (1, 3, side, side) photo through ``Translator.translate_batch``, which tiles it.
 
-    The translator keeps its defaults (2048 MB memory budget, overlap 32, tile chosen from the
-    budget) unless ``tile`` forces one (the quick run does, to tile a small image).
+    The translator keeps its defaults (memory budget, overlap 32, tiles chosen from the budget) unless ``tile`` forces one (the quick run does, to tile a small image).
     """
     from translate.infer import tiling
 
@@ -346,10 +345,11 @@ def tiled(side: int, precision: Precision, *, base_channels: int, quick: bool, t
     image = to_batch([photo("astronaut", side)])
     if not (translator.tile or tiling.needs_tiling(translator, image.shape)):
         raise RuntimeError(f"a {side}x{side} image does not need tiling under the default budget")
-    chosen, overlap = tiling.choose_tile(translator), tiling.tile_overlap(translator)
-    starts = len(tiling._starts(side, min(chosen, side), overlap))
-    row = {"generator": "resnet_9blocks", "side": side, "batch": 1, "tile": chosen, "overlap": overlap,
-           "tiles": starts * starts, "memory_budget_mb": translator.memory_budget_mb,
+    overlap = tiling.tile_overlap(translator)
+    chosen = tiling.choose_tile(translator, side, side)
+    length, starts = tiling.axis_layout(side, chosen, overlap, translator.multiple)
+    row = {"generator": "resnet_9blocks", "side": side, "batch": 1, "tile": length, "largest_tile": chosen,
+           "overlap": overlap, "tiles": len(starts) ** 2, "memory_budget_mb": translator.memory_budget_mb,
            "input_mb": image.numel() * 4 / 2**20, **_common(precision, quick)}
     timing, out, _ = measure(lambda: translator.translate_batch(image), warmup=0, repeats=1, budget_s=0)
     row["megapixels_per_s"] = side * side / 1e6 / timing.median

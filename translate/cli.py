@@ -2,7 +2,7 @@
 
 Each sub-command lives in ``translate/commands/<name>.py`` with two functions:
 ``add_parser(subparsers)`` declares its flags and ``run(args) -> int`` does the work
-through the Python API. User errors (``UserError``) become one ``error:`` line and exit 2.
+through the Python API; ``--threads`` is added to every one here. User errors (``UserError``) become one ``error:`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from translate.errors import UserError
+from translate.hardware import set_threads
 
 COMMANDS = ("train", "apply", "video", "export", "eval", "demo")
 
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"translate.commands.{name}")
         module.add_parser(sub)
+        sub.choices[name].add_argument(
+            "--threads", type=int, metavar="N",
+            help="PyTorch compute threads (default: one per core); on a machine busy with other jobs fewer can be much faster")
     return parser
 
 
@@ -36,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        set_threads(args.threads)
         code = args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

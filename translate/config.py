@@ -17,6 +17,11 @@ import yaml
 
 from translate.errors import UserError
 
+DEFAULT_MEMORY_BUDGET_MB = 1280
+"""Memory (MB) translating one image may use beyond the loaded model: activations plus, when
+tiling, the full-resolution input and output. With PyTorch's own ~0.6 GB on CPU, a process
+translating a 4096x4096 photo stays under 2 GB (docs/PERFORMANCE.md)."""
+
 ModelKind = Literal["cyclegan", "pix2pix"]
 NormKind = Literal["instance", "instance_affine", "batch", "none"]
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]

@@ -16,8 +16,6 @@ from translate.cli import main
 from translate.config import NetConfig
 from translate.data.samples import make_sample_dataset
 from translate.metrics import FID_WEIGHTS_FILE, WEIGHTS_ENV, FIDInceptionV3
-from translate.nets import build_generator
-from translate.train.checkpoint import save_generator
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -161,11 +159,8 @@ def test_bad_invocations_are_one_line_errors(argv: list[str], match: str, capsys
 
 
 @pytest.fixture(scope="module")
-def generator_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "gen.safetensors"
-    save_generator(path, build_generator(TINY), TINY)
-    return path
+def generator_file(tiny_generator_factory) -> Path:
+    return tiny_generator_factory("resnet_6blocks", base_channels=4)
 
 
 def test_model_on_paired_side_by_side_data(generator_file: Path, tmp_path: Path, capsys) -> None:

@@ -19,8 +19,6 @@ from translate.infer import image_files
 from translate.infer.folder import FolderReport, translate_file, translate_folder
 from translate.infer.image_files import read_native
 from translate.infer.translator import Translator
-from translate.nets import build_generator
-from translate.train.checkpoint import save_generator
 
 TINY = NetConfig(generator="resnet_6blocks", base_channels_g=4)
 
@@ -70,13 +68,8 @@ def files_under(root: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def generator_file(tmp_path_factory) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "gen.safetensors"
-    save_generator(path, build_generator(TINY), TINY)
-    return path
+def generator_file(tiny_generator_factory) -> Path:
+    return tiny_generator_factory("resnet_6blocks", base_channels=4)
 
 
 @pytest.fixture(scope="module")

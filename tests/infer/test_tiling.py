@@ -144,6 +144,53 @@ def test_memory_estimate_and_tile_choice():
     assert (choose_tile(unet), tiling.tile_overlap(unet)) == (512, 256)  # both rounded to 256-px steps
 
 
+@pytest.mark.parametrize(("size", "tile", "overlap", "multiple"), [(4096, 1652, 32, 4), (1000, 300, 32, 4), (257, 96, 16, 4), (1024, 512, 256, 256), (64, 96, 16, 4)])
+def test_tiles_share_each_axis_evenly(size, tile, overlap, multiple):
+    length, starts = tiling.axis_layout(size, tile, overlap, multiple)
+    if size <= tile:
+        assert (length, starts) == (size, [0])
+        return
+    count = math.ceil((size - overlap) / (tile - overlap))  # as few tiles as the largest tile allows
+    assert len(starts) == count and length <= tile and length % multiple == 0
+    assert starts[0] == 0 and starts[-1] + length == size  # the axis is covered
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(length - gap >= overlap for gap in gaps)  # neighbours overlap by at least `overlap`
+    # ... and not by much more: at most one multiple of slack per tile beyond the requested overlap
+    assert count * length - (count - 1) * overlap - size < count * multiple
+    # the flush layout (full tiles, the last one against the edge) computes more pixels
+    assert count * length <= len(tiling._starts(size, tile, overlap)) * tile
+
+
+def test_automatic_tiles_leave_room_for_the_full_resolution_buffers():
+    translator = translator_for("resnet_9blocks", base_channels=64)
+    translator.memory_budget_mb = 1280
+    side = 4096
+    budget = translator.memory_budget_mb * 2**20
+    buffers = tiling.full_resolution_bytes(translator, side, side)
+    assert buffers == (3 + 3) * 4 * side * side
+    tile = choose_tile(translator, side, side)
+    assert tile < choose_tile(translator)  # the buffers take their share of the budget
+    assert buffers + estimate_bytes(translator, (1, 3, tile, tile)) <= budget
+    length, _ = tiling.axis_layout(side, tile, tiling.tile_overlap(translator), translator.multiple)
+    assert buffers + estimate_bytes(translator, (1, 3, length, length)) <= budget
+    # a budget the buffers alone exceed still gets workable tiles, not one-pixel ones
+    translator.memory_budget_mb = 64
+    assert choose_tile(translator, side, side) == tiling.MIN_AUTO_TILE
+
+
+def test_tiled_output_is_a_weighted_average_of_the_tiles(photo):
+    """With an identity-like network (1x1 conv, no norm) any blend of tiles is the image itself:
+    the separable weight sums must divide out exactly, including the flush last tile."""
+    net_cfg = NetConfig(generator="resnet_6blocks", norm="none", base_channels_g=4)
+    translator = Translator.from_module(build_generator(net_cfg), net_cfg, tile=48, overlap=16)
+    identity = nn.Conv2d(3, 3, 1, bias=False)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(3)[:, :, None, None])
+    translator.net = identity.eval()
+    image = photo(100, 75)
+    torch.testing.assert_close(translate_tiled(translator, image), image.clamp(-1, 1), atol=1e-6, rtol=0)
+
+
 def test_bad_arguments_are_refused():
     translator = translator_for("resnet_6blocks")
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 
 from translate.errors import UserError
+from translate.config import DEFAULT_MEMORY_BUDGET_MB
+
+MIN_MEMORY_BUDGET_MB = 64
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, tiling: bool = True, model_required: bool = True) -> None:
-    """``--model --direction --arch --device --precision --batch-size [--tile --overlap]``."""
+    """``--model --direction --arch --device --precision --batch-size [--tile --overlap --memory-budget]``."""
     p.add_argument("--model", required=model_required, help="run directory, generator .safetensors, or reference .pth")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB", help="which generator of a CycleGAN run (default AtoB)")
     p.add_argument("--arch", help="architecture of a reference .pth (resnet_9blocks, resnet_6blocks, unet_256, unet_128); inferred when omitted")
@@ -18,6 +21,7 @@ def add_model_arguments(p: argparse.ArgumentParser, *, tiling: bool = True, mode
     if tiling:
         p.add_argument("--tile", type=int, help="force tiled inference with tiles of this side (pixels)")
         p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+        p.add_argument("--memory-budget", type=int, metavar="MB", help=f"memory for translating one image, beyond the loaded model; larger images are tiled to fit (default {DEFAULT_MEMORY_BUDGET_MB})")
 
 
 def load_translator(args: argparse.Namespace):
@@ -29,6 +33,9 @@ def load_translator(args: argparse.Namespace):
     tile = getattr(args, "tile", None)
     if tile is not None and tile < 16:
         raise UserError(f"--tile {tile}: too small; use at least 64 (e.g. --tile 512)")
+    budget = getattr(args, "memory_budget", None)
+    if budget is not None and budget < MIN_MEMORY_BUDGET_MB:
+        raise UserError(f"--memory-budget {budget}: too small; use at least {MIN_MEMORY_BUDGET_MB} (MB, e.g. --memory-budget 1024)")
     return Translator.load(
         args.model,
         direction=args.direction,
@@ -37,4 +44,5 @@ def load_translator(args: argparse.Namespace):
         arch=args.arch,
         tile=tile,
         overlap=getattr(args, "overlap", 32),
+        memory_budget_mb=budget or DEFAULT_MEMORY_BUDGET_MB,
     )

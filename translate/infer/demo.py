@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from translate.errors import UserError
+from translate.hardware import native_bf16
 
 log = logging.getLogger("translate")
 
@@ -120,24 +121,6 @@ def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, row_he
     tmp = path.with_name(".tmp-" + path.name)
     Image.fromarray(np.concatenate(sheet, axis=0)).save(tmp, format="PNG")
     tmp.replace(path)
-
-
-def native_bf16(device: str) -> bool:
-    """Whether bf16 is computed natively (and so faster than fp32) where ``device`` runs.
-
-    On CPUs without AVX512-BF16 or AMX, oneDNN emulates bf16 and it runs slower than fp32
-    (0.4x measured on such a CPU), so "supported" is not enough: look at the CPU flags.
-    """
-    import torch
-
-    if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:  # not Linux: be conservative
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclass

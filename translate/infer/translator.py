@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.config import NetConfig
+from translate.config import DEFAULT_MEMORY_BUDGET_MB, NetConfig
 from translate.errors import UserError
 from translate.nets import build_generator, size_multiple
 
@@ -56,7 +56,7 @@ class Translator:
     source: str = ""
     tile: int | None = None  # force tiled inference with this tile side (pixels)
     overlap: int = 32
-    memory_budget_mb: int = 2048  # above this estimated activation memory, tile automatically
+    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB  # translating one image may use this much; tile above
 
     # ------------------------------------------------------------------ construction
 
@@ -71,6 +71,7 @@ class Translator:
         arch: str | None = None,
         tile: int | None = None,
         overlap: int = 32,
+        memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
     ) -> Translator:
         """Load a run directory, checkpoint directory, generator file or reference ``.pth``.
 
@@ -96,7 +97,8 @@ class Translator:
         else:
             weights, net_cfg, source = read_generator(path, direction)
         net = build_checked(lambda: build_generator(net_cfg), weights, source)
-        return cls.from_module(net, net_cfg, device=dev, precision=precision, source=source, tile=tile, overlap=overlap)
+        return cls.from_module(net, net_cfg, device=dev, precision=precision, source=source, tile=tile, overlap=overlap,
+                               memory_budget_mb=memory_budget_mb)
 
     @classmethod
     def from_module(cls, net: nn.Module, net_config: NetConfig, *, device: torch.device | str = "cpu", precision: str = "fp32", **kwargs: Any) -> Translator:

@@ -1,4 +1,4 @@
-"""Shared fixtures for tests/infer: tiny generators saved as translate generator files, real photos.
+"""Shared fixtures: tiny generators saved as translate generator files, real photos.
 
 * ``tiny_generator_factory(generator="resnet_6blocks", norm="instance", base_channels=8, ...)``
   → Path of a ``.safetensors`` generator file (built once per argument set per session).

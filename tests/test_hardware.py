@@ -1,0 +1,81 @@
+"""Hardware checks and the knobs built on them: emulated bf16 is called out once, --threads,
+--memory-budget."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+import torch
+
+from translate import hardware
+from translate.cli import main
+from translate.commands.common import load_translator
+from translate.config import DEFAULT_MEMORY_BUDGET_MB
+from translate.train.loop import autocast_dtype
+
+
+@pytest.fixture()
+def flags(monkeypatch):
+    """Pretend the CPU has the given feature flags."""
+    def set_flags(*names: str) -> None:
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(names))
+        hardware.warn_emulated_bf16.cache_clear()
+    yield set_flags
+    hardware.warn_emulated_bf16.cache_clear()
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    flags = hardware.cpu_flags()
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        assert ("avx2" in fh.read()) == ("avx2" in flags)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(flags, caplog):
+    flags("avx512f", "avx2")
+    assert not hardware.cpu_native_bf16() and not hardware.native_bf16("cpu")
+    with caplog.at_level(logging.WARNING, logger="translate.hardware"):
+        for _ in range(3):  # the Translator asks for every batch: one line, not one per batch
+            assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    warnings = [r.getMessage() for r in caplog.records if r.name == "translate.hardware"]
+    assert len(warnings) == 1 and "--precision fp32 is faster here" in warnings[0]
+
+
+@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
+def test_bf16_on_a_cpu_with_native_bf16_is_silent(flags, caplog, flag):
+    flags("avx512f", flag)
+    assert hardware.cpu_native_bf16() and hardware.native_bf16("cpu")
+    with caplog.at_level(logging.WARNING, logger="translate.hardware"):
+        assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+        assert autocast_dtype("fp32", torch.device("cpu")) is None
+    assert not [r for r in caplog.records if r.name == "translate.hardware"]
+
+
+def test_threads_option_sets_pytorch_threads_and_refuses_zero(capsys):
+    before = torch.get_num_threads()
+    try:
+        hardware.set_threads(1)
+        assert torch.get_num_threads() == 1
+        hardware.set_threads(None)  # leaves the setting alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["export", "--threads", "0", "--model", "nowhere.safetensors", "out.onnx"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threads 0: must be at least 1" in err
+
+
+def test_memory_budget_reaches_the_translator_and_is_checked(tiny_generator_factory, tmp_path, capsys):
+    model = tiny_generator_factory("resnet_6blocks", base_channels=4)
+    args = argparse.Namespace(model=str(model), direction="AtoB", device="cpu", precision="fp32", arch=None,
+                              batch_size=1, tile=None, overlap=32, memory_budget=None)
+    assert load_translator(args).memory_budget_mb == DEFAULT_MEMORY_BUDGET_MB
+    args.memory_budget = 300
+    assert load_translator(args).memory_budget_mb == 300
+    image = tmp_path / "in.png"
+    image.write_bytes(b"")  # never read: the flag is refused first
+    assert main(["apply", "--model", str(model), "--memory-budget", "10", str(image), str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--memory-budget 10: too small" in err
+    assert not (tmp_path / "out.png").exists()

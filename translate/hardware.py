@@ -1,0 +1,64 @@
+"""What the machine computes well, and how many threads to compute with.
+
+bf16 is only worth asking for where it is native: CUDA GPUs that support it, and CPUs with
+AVX512-BF16 or AMX. Elsewhere oneDNN emulates it and bf16 runs at 0.2-0.6x fp32's speed
+(measured on an AVX-512 CPU without either, docs/PERFORMANCE.md), so "supported" is not enough.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from translate.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def native_bf16(device: str) -> bool:
+    """Whether bf16 is computed natively (and so faster than fp32) where ``device`` runs."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_native_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def warn_emulated_bf16() -> None:
+    """Say once per process that bf16 on this CPU is emulated (slower than fp32)."""
+    log.warning("--precision bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so PyTorch emulates it "
+                "at about 0.2-0.6x the speed of fp32; --precision fp32 is faster here")
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: PyTorch's intra-op threads (None leaves PyTorch's default, one per core).
+
+    On a machine shared with other jobs, fewer threads than cores can be much faster: an
+    intra-op thread that loses its core stalls every other thread at the next barrier.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads {threads}: must be at least 1 (e.g. --threads 1 on a busy machine)")
+    import torch
+
+    torch.set_num_threads(threads)
