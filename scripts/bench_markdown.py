@@ -108,7 +108,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{results['plan']['infer_sides'][0]}² too: every ratio in the targets is taken within one process. "
         "Peak RSS is the process's resident-set high-water mark (`ru_maxrss`) for rows measured alone, and "
         "for rows measured in pairs the highest RSS sampled (every 5 ms) during that row's own calls; both "
-        "include ~0.45 GB of torch and the toolkit.")
+        "include ~0.5–0.6 GB of torch, the toolkit and the model.")
     add("")
     add("| Workload | Prec. | Time | Throughput | GFLOP/s | % of ceiling | Peak RSS | Notes |")
     add("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -236,7 +236,8 @@ def derived_levers(results: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"lever": "fp32 where bf16 was asked, on a CPU without avx512_bf16/AMX", "workload": f"{r['label']}",
                         "before": secs(r["seconds"]), "after": secs(r["seconds"] * speedup),
                         "change": f"{100 * (1 / speedup - 1):+.0f} % speed",
-                        "verdict": "faster: adopt (warn and run fp32)" if speedup < 1 else "keep bf16"})
+                        "verdict": "faster: applied as a one-line warning that says so (the run keeps the precision asked for)"
+                        if speedup < 1 else "keep bf16"})
     return out
 
 

@@ -81,11 +81,10 @@ def memory_text(row: dict[str, Any]) -> str:
 
 def tiled_text(row: dict[str, Any]) -> str:
     image_gb = row["input_mb"] / 1024
-    return (f"{row['tiles']} tiles of {row['tile']}² chosen to fit a {row['memory_budget_mb']} MB activation budget, "
-            f"but the process also holds torch (~0.45 GB), the input and its padded copy, the float32 output "
-            f"accumulator and weight map (≈ {3.4 * image_gb:.2f} GB for a {row['side']}² image); the tiles also "
-            f"cost {pct(row['tiling_flops_overhead'])} extra FLOPs (overlaps, a last tile flush with the edge, "
-            f"the statistics pass)")
+    return (f"{row['tiles']} tiles of {row['tile']}², the largest whose activations fit the {row['memory_budget_mb']} MB "
+            f"budget beside the full-resolution input and output (≈ {2 * image_gb:.2f} GB for a {row['side']}² image); "
+            f"on top the process holds torch and the model (~0.6 GB); the tiles and statistics pass cost "
+            f"{pct(row['tiling_flops_overhead'])} extra FLOPs")
 
 
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:

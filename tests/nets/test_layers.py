@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from translate.nets.layers import InstanceNorm2d, norm_factory
 
@@ -57,3 +58,42 @@ def test_affine_instance_norm_has_scale_and_shift() -> None:
         norm.bias.fill_(0.5)
     x = torch.randn(2, 4, 8, 8)
     assert torch.allclose(norm(x), 2.0 * InstanceNorm2d(4)(x) + 0.5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("in_ch", "out_ch", "kernel", "stride", "padding", "output_padding", "bias", "side", "batch"),
+    [
+        (64, 32, 4, 2, 1, 0, True, 1, 1),    # U-Net innermost: a 1x1 input
+        (128, 64, 4, 2, 1, 0, False, 2, 2),  # U-Net, batch norm (no bias), a batch of 2
+        (64, 3, 4, 2, 1, 0, True, 24, 1),    # U-Net output layer: 3 channels, larger input
+        (64, 32, 3, 2, 1, 1, True, 1, 1),    # ResNet-style upsampling: kernel 3, output_padding 1
+    ],
+)
+def test_conv_transpose_as_a_product_equals_the_ordinary_operator(
+    channels_last, in_ch, out_ch, kernel, stride, padding, output_padding, bias, side, batch
+):
+    from translate.nets.layers import ConvTranspose2d
+
+    torch.manual_seed(0)
+    layer = ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, output_padding, bias=bias)
+    x = torch.randn(batch, in_ch, side, side)
+    if channels_last:
+        layer = layer.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert layer._use_gemm(x)
+        fast = layer(x)
+        ordinary = nn.ConvTranspose2d.forward(layer, x)
+    assert fast.shape == ordinary.shape
+    torch.testing.assert_close(fast, ordinary, atol=1e-5, rtol=1e-5)
+    assert fast.is_contiguous(memory_format=torch.channels_last) == ordinary.is_contiguous(memory_format=torch.channels_last)
+    assert fast.is_contiguous() == ordinary.is_contiguous()
+    # training (autograd on) and autocast take the ordinary operator
+    assert not layer._use_gemm(x.requires_grad_(True))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not layer._use_gemm(x.detach())
+    # larger inputs for their weights stay with oneDNN, which is faster there
+    with torch.inference_mode():
+        assert not ConvTranspose2d(128, 64, 4, 2, 1)._use_gemm(torch.zeros(1, 128, 8, 8))
+        assert not ConvTranspose2d(16, 3, 4, 2, 1)._use_gemm(torch.zeros(1, 16, 8, 8))

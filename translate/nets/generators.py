@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from translate.config import NetConfig, NormKind
-from translate.nets.layers import check_image_batch, conv_bias, norm_factory
+from translate.nets.layers import ConvTranspose2d, check_image_batch, conv_bias, norm_factory
 from translate.nets.registry import register_generator
 
 PaddingKind = Literal["reflect", "replicate", "zero"]
@@ -143,7 +143,7 @@ class ResnetGenerator(nn.Module):
         for _ in range(n_downsampling):
             # output_padding=1 makes each stage exactly double H and W.
             layers += [
-                nn.ConvTranspose2d(
+                ConvTranspose2d(
                     channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
                 ),
                 make_norm(channels // 2),
@@ -208,13 +208,13 @@ class UnetSkipBlock(nn.Module):
 
         layers: list[nn.Module]
         if role == "outermost":
-            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
+            up_conv = ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
             layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
         elif role == "innermost":
-            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, make_norm(outer_channels)]
         else:
-            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [
                 nn.LeakyReLU(0.2, True),
                 down_conv,

@@ -41,6 +41,74 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         return torch.nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
+GEMM_MIN_WEIGHTS_PER_PIXEL = 1024
+"""Inference on CPU: a transposed convolution with at least this many (C_in x C_out) weight
+pairs per input pixel runs as one matrix product and ``F.fold``. oneDNN's deconvolution
+spends its time re-laying out the weights when they are large and the input small. Measured
+on one core (ratio = oneDNN time / product time): 512->512 at 1x1 4.6, 1024->512 at 2x2 7.0,
+at 8x8 2.2, 1024->256 at 16x16 1.0-1.25, 128->64 at 2x2 1.4; but 512->128 at 32x32 0.53,
+256->128 at 16x16 0.67, 128->64 at 8x8 0.64."""
+
+GEMM_OUTPUT_LAYER = (4, 64)
+"""... and, whatever the input size, a layer with at most 4 output channels from at least 64
+(oneDNN is slow at 3-channel outputs: 128->3 at 128x128 1.7, 64->3 1.6, but 32->3 0.94)."""
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that, for inference on CPU, computes small inputs as a product.
+
+    A transposed convolution is a matrix product of every input pixel's channel vector with
+    the weights viewed as (C_in, C_out * kH * kW), followed by ``F.fold``, which adds each
+    pixel's kH x kW patch into the output at stride steps. Same parameters, ``state_dict``
+    and results (to float rounding: 1e-6 measured); training, autocast, other devices,
+    tracing and export use the ordinary path.
+    """
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if self._use_gemm(x) and output_size is None:
+            return self._gemm_forward(x)
+        return super().forward(x, output_size)
+
+    def _use_gemm(self, x: Tensor) -> bool:
+        if x.device.type != "cpu" or x.ndim != 4 or x.dtype != torch.float32 or torch.is_grad_enabled():
+            return False
+        if self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros" or self.weight.dtype != torch.float32:
+            return False
+        big_weights = self.in_channels * self.out_channels >= GEMM_MIN_WEIGHTS_PER_PIXEL * x.shape[2] * x.shape[3]
+        max_out, min_in = GEMM_OUTPUT_LAYER
+        if not (big_weights or (self.out_channels <= max_out and self.in_channels >= min_in)):
+            return False
+        # tracing, scripting and torch.export (both ONNX exporters) record the ordinary operator
+        return not (torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+    def _gemm_forward(self, x: Tensor) -> Tensor:
+        batch, in_channels, height, width = x.shape
+        kh, kw = self.kernel_size
+        out_h = (height - 1) * self.stride[0] - 2 * self.padding[0] + kh + self.output_padding[0]
+        out_w = (width - 1) * self.stride[1] - 2 * self.padding[1] + kw + self.output_padding[1]
+        w = self.weight  # (C_in, C_out, kH, kW)
+        if w.is_contiguous(memory_format=torch.channels_last):  # memory order (C_in, kH, kW, C_out): a view
+            columns = x.permute(0, 2, 3, 1).reshape(-1, in_channels) @ w.permute(0, 2, 3, 1).reshape(in_channels, -1)
+            columns = columns.view(batch, height * width, kh, kw, self.out_channels).permute(0, 4, 2, 3, 1)
+        else:
+            columns = x.permute(0, 2, 3, 1).reshape(-1, in_channels) @ w.reshape(in_channels, -1)
+            columns = columns.view(batch, height * width, -1).transpose(1, 2)
+        out = torch.nn.functional.fold(
+            columns.reshape(batch, self.out_channels * kh * kw, height * width),
+            (out_h, out_w), self.kernel_size, stride=self.stride, padding=self.padding,
+        )
+        if self.bias is not None:
+            out += self.bias.view(1, -1, 1, 1)
+        if _channels_last(x) or _channels_last(w):  # the layout oneDNN would have returned
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
+
+
+def _channels_last(t: Tensor) -> bool:
+    """Strided as channels-last, and not also as contiguous (1x1 maps are both)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 def norm_factory(kind: NormKind) -> NormFactory:
     """The norm layer constructor for ``kind``.
 
