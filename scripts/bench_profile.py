@@ -10,7 +10,8 @@ from typing import Any
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     # aten op names (substrings) → what a reader calls them
-    "convolution": ("convolution", "conv_transpose", "conv2d", "mkldnn_conv"),
+    # mm and col2im: transposed convolutions computed as a product and F.fold (nets.layers)
+    "convolution": ("convolution", "conv_transpose", "conv2d", "mkldnn_conv", "aten::mm", "col2im"),
     "normalization": ("group_norm", "batch_norm", "instance_norm", "native_layer_norm"),
     "padding": ("reflection_pad", "replication_pad", "constant_pad", "aten::pad"),
     "activation": ("clamp_min", "relu", "threshold", "leaky_relu", "tanh", "hardtanh"),

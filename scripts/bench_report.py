@@ -190,6 +190,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                     add(f"CycleGAN training peak memory, {side} px {precision}", f"≤ {T_TRAIN_MEMORY_GB} GB",
                         gb(r["peak_rss_mb"]), r["peak_rss_mb"] / 1024 <= T_TRAIN_MEMORY_GB, memory_text(r))
     for r in results["workloads"]:
+        if r["id"].startswith("train/pix2pix/") and r.get("precision") == "fp32" and _ok(r):
+            add(f"pix2pix iteration fp32, {r['side']} px", f"≥ {pct(T_TRAIN_CEILING)} of fp32 ceiling",
+                pct(r["ceiling_ratio"]), r["ceiling_ratio"] >= T_TRAIN_CEILING, profile_text(r))
         if r["id"].startswith("train/pix2pix/") and r.get("precision") == "bf16" and _ok(r):
             speedup = r["bf16_speedup_same_process"]
             add(f"pix2pix iteration bf16 vs fp32, {r['side']} px", f"≥ {T_TRAIN_BF16}×", f"{speedup:.2f}×",

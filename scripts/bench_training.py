@@ -16,13 +16,14 @@ from bench_common import Precision, Variant, measure_interleaved, photo, to_batc
 from bench_workloads import ceilings, variant_row
 
 def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels: int,
-                  fused_adam: bool = False, channels_last: bool = True) -> tuple[Callable[[Precision], Callable[[], None]], dict[str, Any]]:
+                  fused_adam: bool | None = None, channels_last: bool = True) -> tuple[Callable[[Precision], Callable[[], None]], dict[str, Any]]:
     """Training iterations (batch 1), built as ``translate.train.loop.train`` builds them.
 
     ``make_step(precision)`` returns a callable that mirrors the loop body line for line
     (requires_grad toggles, autocast around each phase, zero_grad, backward, finite-gradient
     check, both Adam steps, both scheduler steps); data loading, logging and checkpoints are left
-    out. Steps of both precisions share the networks and optimizers. Returns ``make_step`` and
+    out. Steps of both precisions share the networks and optimizers. ``fused_adam`` None takes
+    the loop's Adam (``adam_kernel``); True/False force fused/foreach. Returns ``make_step`` and
     a description of what it trains.
     """
     import itertools
@@ -30,7 +31,7 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
     import torch
 
     from translate.config import preset
-    from translate.train.loop import PhaseModule, autocast_dtype, build_nets, grads_finite
+    from translate.train.loop import PhaseModule, adam_kernel, align_to_params, autocast_dtype, build_nets, grads_finite
     from translate.train.objectives import OBJECTIVES, DiscContext
     from translate.train.pool import ImagePool
     from translate.train.schedules import build_scheduler
@@ -46,7 +47,8 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
             module.to(memory_format=torch.channels_last)
     gen_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.generators))
     disc_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.discriminators))
-    adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), **({"fused": True} if fused_adam else {"foreach": True}))
+    kernel = adam_kernel(torch.device("cpu")) if fused_adam is None else ({"fused": True} if fused_adam else {"foreach": True})
+    adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), **kernel)
     opt_g = torch.optim.Adam(gen_params, **adam)
     opt_d = torch.optim.Adam(disc_params, **adam)
     sched_g = build_scheduler(opt_g, tc, 1000)
@@ -88,6 +90,9 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
             d_total = sum(d_losses.values())
             opt_d.zero_grad(set_to_none=True)
             d_total.backward()
+            if kernel.get("fused"):
+                align_to_params(opt_g)
+                align_to_params(opt_d)
             if grads_finite(gen_params) and grads_finite(disc_params):
                 opt_g.step()
                 opt_d.step()
@@ -96,14 +101,14 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
 
         return step
 
-    info = {"model": model, "generator": cfg.net.generator, "side": side, "batch": 1, "fused_adam": fused_adam,
+    info = {"model": model, "generator": cfg.net.generator, "side": side, "batch": 1, "fused_adam": bool(kernel.get("fused")),
             "channels_last": channels_last, "parameters": sum(p.numel() for p in gen_params + disc_params)}
     return make_step, info
 
 
 def training(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels: int, quick: bool,
              warmup: dict[str, int], repeats: int, rounds: int, budget_s: float, profile: tuple[str, ...] = (),
-             fused_adam: bool = False, channels_last: bool = True) -> dict[str, Any]:
+             fused_adam: bool | None = None, channels_last: bool = True) -> dict[str, Any]:
     """Time training iterations in fp32 and bf16 autocast, interleaved in this one process on the
     same networks and optimizers (see :func:`training_step`). FLOPs: every forward and backward
     the objective runs, counted by ``FlopCounterMode`` over one whole iteration.

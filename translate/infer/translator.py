@@ -57,6 +57,7 @@ class Translator:
     tile: int | None = None  # force tiled inference with this tile side (pixels)
     overlap: int = 32
     memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB  # translating one image may use this much; tile above
+    compile: bool = False  # untiled forwards through torch.compile (compiled at the first call of each size)
 
     # ------------------------------------------------------------------ construction
 
@@ -72,6 +73,7 @@ class Translator:
         tile: int | None = None,
         overlap: int = 32,
         memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
+        compile: bool = False,
     ) -> Translator:
         """Load a run directory, checkpoint directory, generator file or reference ``.pth``.
 
@@ -98,7 +100,7 @@ class Translator:
             weights, net_cfg, source = read_generator(path, direction)
         net = build_checked(lambda: build_generator(net_cfg), weights, source)
         return cls.from_module(net, net_cfg, device=dev, precision=precision, source=source, tile=tile, overlap=overlap,
-                               memory_budget_mb=memory_budget_mb)
+                               memory_budget_mb=memory_budget_mb, compile=compile)
 
     @classmethod
     def from_module(cls, net: nn.Module, net_config: NetConfig, *, device: torch.device | str = "cpu", precision: str = "fp32", **kwargs: Any) -> Translator:
@@ -160,8 +162,19 @@ class Translator:
         if self.device.type in ("cpu", "cuda"):
             padded = padded.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            out = self.net(padded)
+            out = self._network()(padded)
         return out[..., :h, :w].float().clamp_(-1, 1).cpu().contiguous()
+
+    def _network(self) -> Any:
+        """``net``, or its ``torch.compile`` wrapper when ``compile`` is set (built once). Tiling
+        keeps using ``net`` itself: it swaps instance-norm forwards, which a compiled graph
+        would not see."""
+        if not self.compile:
+            return self.net
+        cached = self.__dict__.get("_compiled")
+        if cached is None or cached[0] is not self.net:
+            cached = self.__dict__["_compiled"] = (self.net, torch.compile(self.net))
+        return cached[1]
 
     # ------------------------------------------------------------------ images
 

@@ -322,6 +322,8 @@ def translate_video(
         return translate_folder(translator, src, dst, batch_size=batch_size, progress=progress, overwrite=True)
     started = time.perf_counter()
     probe = probe_video(src)
+    if getattr(translator, "device", None) is not None and translator.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN once
     if dst.is_dir():
         raise UserError(f"{dst}: is a folder; pass an output video file such as {dst / (src.stem + '_translated.mp4')}")
     dst.parent.mkdir(parents=True, exist_ok=True)
