@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_common  # noqa: E402
-from bench_common import conv_ceiling, load_average, machine_info, run_isolated  # noqa: E402
+from bench_common import conv_backward_ceiling, conv_ceiling, load_average, machine_info, run_isolated  # noqa: E402
 from bench_markdown import render_markdown  # noqa: E402
 from bench_report import GEN_LABEL, MODEL_LABEL, evaluate, row_id  # noqa: E402
 
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if not previous:
             parser.error(f"--levers adds to an existing run: run the workloads first ({args.out / 'performance.json'} is missing)")
         results = previous
+        results["conv_backward"] = run_isolated(conv_backward_ceiling, quick=args.quick)
         results["levers"] = bench_levers.run_levers(base=args.base_channels, quick=args.quick)
         results["levers_measured"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         results["levers_threads"] = bench_common.THREADS
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     for precision in ("fp32", "bf16"):
         results["ceiling"][f"{precision}_start"] = run_isolated(conv_ceiling, precision, quick=args.quick, repeats=5)
         print(f"ceiling {precision}: {results['ceiling'][f'{precision}_start']['gflops']:.1f} GFLOP/s", flush=True)
+    results["conv_backward"] = run_isolated(conv_backward_ceiling, quick=args.quick)
     results["workloads"] = run_workloads(plan, args.base_channels, args.quick, args.only)
     for precision in ("fp32", "bf16"):
         results["ceiling"][f"{precision}_end"] = run_isolated(conv_ceiling, precision, quick=args.quick, repeats=5)

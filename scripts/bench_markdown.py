@@ -97,6 +97,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         start, end = c.get(f"{precision}_start", {}), c.get(f"{precision}_end", {})
         add(f"| {precision} | {start.get('gflops', float('nan')):.1f} | {end.get('gflops', float('nan')):.1f} |")
     add("")
+    back = results.get("conv_backward", {})
+    if back.get("status") == "ok":
+        add(f"Training also runs that convolution backwards (input and weight gradients, twice the forward's FLOPs). "
+            f"Measured in one process, batch 1, fp32: forward {back['forward_gflops']:.1f} GFLOP/s, backward "
+            f"{back['backward_gflops']:.1f} GFLOP/s, so oneDNN's backward runs at {back['backward_vs_forward']:.2f}× "
+            "its forward speed; a training iteration, two thirds backward, cannot reach the forward ceiling.")
+        add("")
     add("## Results")
     add("")
     add("Time is the median of the timed runs (after a warm-up unless marked cold). GFLOP/s counts the "

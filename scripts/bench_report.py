@@ -107,6 +107,14 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 return f"{i}: {r.get('error', r.get('status'))}"
         return ""
 
+    back = results.get("conv_backward", {})
+    back = results.get("conv_backward", {})
+    backward_note = ""
+    if back.get("status") == "ok":
+        r = back["backward_vs_forward"]  # forward F FLOPs at the ceiling, backward 2F at r x the ceiling
+        backward_note = (f"; the ceiling convolution's own backward runs at {r:.2f}× its forward speed "
+                         f"({back['backward_gflops']:.0f} vs {back['forward_gflops']:.0f} GFLOP/s), so convolutions "
+                         f"alone cap a training step (2/3 backward) at {pct(3 * r / (r + 2))} of the forward ceiling")
     bf16_hw = machine.get("avx512_bf16") or machine.get("amx_bf16")
     c32, c16 = ceilings.get("fp32_start", {}).get("gflops"), ceilings.get("bf16_start", {}).get("gflops")
     bf16_note = (
@@ -173,11 +181,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for side in train_sides:
         a, b = rows.get(row_id("train", "cyclegan", side, "fp32")), rows.get(row_id("train", "cyclegan", side, "bf16"))
         met = a["ceiling_ratio"] >= T_TRAIN_CEILING if _ok(a) else None
-        limit = profile_text(a)
+        limit = profile_text(a) + (backward_note if profile_text(a) else "")
         profiled = rows.get(row_id("train", "cyclegan", train_sides[0], "fp32"))
         if _ok(a) and not limit and _ok(profiled) and "profile" in profiled:
             limit = (f"smaller maps give oneDNN less work per call ({a['gflops']:.0f} vs {profiled['gflops']:.0f} GFLOP/s at "
-                     f"{train_sides[0]}²); the {train_sides[0]}² profile: {profile_text(profiled)}")
+                     f"{train_sides[0]}²); the {train_sides[0]}² profile: {profile_text(profiled)}{backward_note}")
         add(f"CycleGAN iteration fp32, {side} px", f"≥ {pct(T_TRAIN_CEILING)} of fp32 ceiling",
             pct(a.get("ceiling_ratio")) if _ok(a) else "", met, limit, missing_reason(row_id("train", "cyclegan", side, "fp32")))
         if _ok(b):
@@ -192,7 +200,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for r in results["workloads"]:
         if r["id"].startswith("train/pix2pix/") and r.get("precision") == "fp32" and _ok(r):
             add(f"pix2pix iteration fp32, {r['side']} px", f"≥ {pct(T_TRAIN_CEILING)} of fp32 ceiling",
-                pct(r["ceiling_ratio"]), r["ceiling_ratio"] >= T_TRAIN_CEILING, profile_text(r))
+                pct(r["ceiling_ratio"]), r["ceiling_ratio"] >= T_TRAIN_CEILING, profile_text(r) + backward_note)
         if r["id"].startswith("train/pix2pix/") and r.get("precision") == "bf16" and _ok(r):
             speedup = r["bf16_speedup_same_process"]
             add(f"pix2pix iteration bf16 vs fp32, {r['side']} px", f"≥ {T_TRAIN_BF16}×", f"{speedup:.2f}×",
