@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import pytest
 import torch
@@ -26,10 +27,13 @@ def flags(monkeypatch):
     hardware.warn_emulated_bf16.cache_clear()
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo on this OS")
 def test_cpu_flags_are_read_from_proc_cpuinfo():
     flags = hardware.cpu_flags()
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        assert ("avx2" in fh.read()) == ("avx2" in flags)
+        text = fh.read()
+    assert flags  # x86 "flags" or Arm "Features"
+    assert all(flag in text for flag in flags)
 
 
 def test_bf16_on_a_cpu_without_native_bf16_warns_once(flags, caplog):
@@ -39,10 +43,10 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_once(flags, caplog):
         for _ in range(3):  # the Translator asks for every batch: one line, not one per batch
             assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     warnings = [r.getMessage() for r in caplog.records if r.name == "translate.hardware"]
-    assert len(warnings) == 1 and "--precision fp32 is faster here" in warnings[0]
+    assert len(warnings) == 1 and "--precision fp32 is likely faster here" in warnings[0]
 
 
-@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
+@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16", "bf16"])  # x86, x86, Arm
 def test_bf16_on_a_cpu_with_native_bf16_is_silent(flags, caplog, flag):
     flags("avx512f", flag)
     assert hardware.cpu_native_bf16() and hardware.native_bf16("cpu")

@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+    """The CPU's feature flags from /proc/cpuinfo: ``flags`` on x86, ``Features`` on Arm (empty
+    where there is no /proc/cpuinfo, e.g. macOS)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
@@ -29,8 +30,10 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16)."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    """Whether this CPU computes bf16 natively: AVX512-BF16 or AMX-BF16 on x86, the BF16
+    extension on Arm (Graviton 3, Neoverse V1 and later). Unknown (no /proc/cpuinfo) counts as
+    no, which at worst costs a warning."""
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
 
 
 def native_bf16(device: str) -> bool:
@@ -45,8 +48,8 @@ def native_bf16(device: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def warn_emulated_bf16() -> None:
     """Say once per process that bf16 on this CPU is emulated (slower than fp32)."""
-    log.warning("--precision bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so PyTorch emulates it "
-                "at about 0.2-0.6x the speed of fp32; --precision fp32 is faster here")
+    log.warning("--precision bf16: this CPU shows no native bf16 (no AVX512-BF16, AMX or Arm BF16), so PyTorch "
+                "emulates it at about 0.2-0.6x the speed of fp32; --precision fp32 is likely faster here")
 
 
 def set_threads(threads: int | None) -> None:

@@ -89,11 +89,33 @@ def test_conv_transpose_as_a_product_equals_the_ordinary_operator(
     torch.testing.assert_close(fast, ordinary, atol=1e-5, rtol=1e-5)
     assert fast.is_contiguous(memory_format=torch.channels_last) == ordinary.is_contiguous(memory_format=torch.channels_last)
     assert fast.is_contiguous() == ordinary.is_contiguous()
-    # training (autograd on) and autocast take the ordinary operator
-    assert not layer._use_gemm(x.requires_grad_(True))
+    # training (autograd on), autocast and FX tracing take the ordinary operator
+    with torch.no_grad():
+        assert layer._use_gemm(x)
+    with torch.enable_grad():
+        assert not layer._use_gemm(x)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not layer._use_gemm(x.detach())
+        assert not layer._use_gemm(x)
+    traced = torch.fx.symbolic_trace(layer, concrete_args={"output_size": None})  # as for nn.ConvTranspose2d
+    assert any(node.op == "call_function" and "conv_transpose" in str(node.target) for node in traced.graph.nodes)
     # larger inputs for their weights stay with oneDNN, which is faster there
     with torch.inference_mode():
         assert not ConvTranspose2d(128, 64, 4, 2, 1)._use_gemm(torch.zeros(1, 128, 8, 8))
         assert not ConvTranspose2d(16, 3, 4, 2, 1)._use_gemm(torch.zeros(1, 16, 8, 8))
+        assert not ConvTranspose2d(64, 3, 4, 2, 1)._use_gemm(torch.zeros(1, 64, 512, 512))
+        assert not ConvTranspose2d(64, 32, 1)._use_gemm(torch.zeros(1, 64, 1, 1))  # 1x1 kernels: nothing to gain
+
+
+@pytest.mark.parametrize("generator", ["resnet_6blocks", "unet_128"])
+def test_generators_use_the_fast_transposed_convolution_and_still_trace(generator):
+    from translate.config import NetConfig
+    from translate.nets import build_generator
+    from translate.nets.layers import ConvTranspose2d
+
+    net = build_generator(NetConfig(generator=generator, base_channels_g=4)).eval()
+    ups = [m for m in net.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert ups and all(isinstance(m, ConvTranspose2d) for m in ups)
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    traced = torch.fx.symbolic_trace(net)  # FX-based tools (quantization) keep working
+    with torch.inference_mode():
+        torch.testing.assert_close(traced(x), net(x), atol=1e-5, rtol=1e-5)

@@ -59,10 +59,10 @@ images that do not fit the memory budget at full resolution (it bounds that pass
 MIN_STATS_SIDE = 64
 """Floor of that long side, whatever the budget says: statistics need some image to come from."""
 
-MEMORY_SAFETY = 1.2
+MEMORY_SAFETY = 1.3
 """Estimates are multiplied by this. Measured CPU peak-RSS growth of one untiled pass against
 the live-tensor estimate: resnet_9blocks 1.00x at 512 and 1024 px (1 and 2 threads),
-unet_256 1.08x at 2048 px and 1.3x at 1024 px (convolution workspaces, allocator slack)."""
+unet_256 1.08x at 2048 px and up to 1.3x at 1024 px (convolution workspaces, allocator slack)."""
 
 MAX_AUTO_TILE = 2048  # larger tiles barely reduce the overlap overhead and delay the first output
 
@@ -161,14 +161,15 @@ def needs_tiling(translator: Translator, shape: tuple[int, ...] | torch.Size) ->
 
 def full_resolution_bytes(translator: Translator, height: int, width: int) -> int:
     """Bytes the tiler holds at full resolution for one (padded) image: the float32 input and
-    the float32 output accumulator."""
+    the float32 output accumulator (in CPU memory, whatever device the network runs on)."""
     return (translator.in_channels + translator.out_channels) * 4 * height * width
 
 
 def choose_tile(translator: Translator, height: int | None = None, width: int | None = None) -> int:
     """The tile side: ``translator.tile`` if set, else the largest whose activations fit what
     the memory budget leaves after the full-resolution buffers of a ``height`` x ``width``
-    image (none counted when the size is not given).
+    image (none counted when the size is not given, or on a GPU: they stay in CPU memory there
+    and the budget bounds the GPU's).
 
     Rounded down to the network's size multiple (at least one multiple; an automatic tile at
     least :data:`MIN_AUTO_TILE`), then grown to at least ``overlap + multiple`` so that
@@ -180,7 +181,7 @@ def choose_tile(translator: Translator, height: int | None = None, width: int | 
         tile = translator.tile
     else:
         budget = translator.memory_budget_mb * 2**20
-        if height and width:
+        if height and width and translator.device.type == "cpu":  # elsewhere they are not in device memory
             budget -= full_resolution_bytes(translator, height, width)
         side = math.sqrt(max(budget, 0) / bytes_per_pixel(translator))
         tile = max(MIN_AUTO_TILE, min(MAX_AUTO_TILE, int(side)))
@@ -377,7 +378,9 @@ def _stats_image(translator: Translator, padded: Tensor, max_side: int) -> Tenso
     m = translator.multiple
     height, width = padded.shape[-2:]
     long_side = max(height, width)
-    budget = translator.memory_budget_mb * 2**20 - translator.in_channels * 4 * height * width  # the input stays alive
+    budget = translator.memory_budget_mb * 2**20
+    if translator.device.type == "cpu":
+        budget -= translator.in_channels * 4 * height * width  # the input stays alive beside the pass
     budget_side = math.sqrt(max(budget, 0) / bytes_per_pixel(translator))
     scale = min(1.0, max_side / long_side, budget_side / math.sqrt(height * width))
     scale = max(scale, min(1.0, MIN_STATS_SIDE / long_side))

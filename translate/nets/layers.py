@@ -33,10 +33,11 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(f"expected {self.num_features} channels, got {x.shape[1]}")
+        if not isinstance(x, torch.fx.Proxy):  # FX symbolic tracing has no shapes to check
+            if x.ndim != 4:
+                raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
+            if x.shape[1] != self.num_features:
+                raise ValueError(f"expected {self.num_features} channels, got {x.shape[1]}")
         # num_features (a constant), not x.shape[1]: the legacy ONNX exporter needs a static group count
         return torch.nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
@@ -49,9 +50,10 @@ on one core (ratio = oneDNN time / product time): 512->512 at 1x1 4.6, 1024->512
 at 8x8 2.2, 1024->256 at 16x16 1.0-1.25, 128->64 at 2x2 1.4; but 512->128 at 32x32 0.53,
 256->128 at 16x16 0.67, 128->64 at 8x8 0.64."""
 
-GEMM_OUTPUT_LAYER = (4, 64)
-"""... and, whatever the input size, a layer with at most 4 output channels from at least 64
-(oneDNN is slow at 3-channel outputs: 128->3 at 128x128 1.7, 64->3 1.6, but 32->3 0.94)."""
+GEMM_OUTPUT_LAYER = (4, 64, 256 * 256)
+"""... and a layer with at most 4 output channels from at least 64, on inputs of at most 256x256
+pixels (oneDNN is slow at 3-channel outputs: 128->3 at 128x128 2.5, at 256x256 1.9, 64->3 1.1-1.6,
+but 32->3 0.94 and 128->3 at 512x512 0.87)."""
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -70,13 +72,18 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return super().forward(x, output_size)
 
     def _use_gemm(self, x: Tensor) -> bool:
+        if isinstance(x, torch.fx.Proxy) or torch.fx._symbolic_trace.is_fx_tracing():
+            return False  # FX symbolic tracing (quantization tools) records the ordinary operator
         if x.device.type != "cpu" or x.ndim != 4 or x.dtype != torch.float32 or torch.is_grad_enabled():
             return False
         if self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros" or self.weight.dtype != torch.float32:
             return False
-        big_weights = self.in_channels * self.out_channels >= GEMM_MIN_WEIGHTS_PER_PIXEL * x.shape[2] * x.shape[3]
-        max_out, min_in = GEMM_OUTPUT_LAYER
-        if not (big_weights or (self.out_channels <= max_out and self.in_channels >= min_in)):
+        if self.kernel_size == (1, 1) or x.numel() == 0:  # nothing to gain; empty outputs: fold refuses them
+            return False
+        pixels = x.shape[2] * x.shape[3]
+        big_weights = self.in_channels * self.out_channels >= GEMM_MIN_WEIGHTS_PER_PIXEL * pixels
+        max_out, min_in, max_pixels = GEMM_OUTPUT_LAYER
+        if not (big_weights or (self.out_channels <= max_out and self.in_channels >= min_in and pixels <= max_pixels)):
             return False
         # tracing, scripting and torch.export (both ONNX exporters) record the ordinary operator
         return not (torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.compiler.is_compiling())
@@ -238,8 +245,8 @@ def check_image_batch(
     Raises:
         ValueError: quoting the bad shape.
     """
-    if torch.jit.is_tracing():
-        return  # shapes are traced values there; comparing them only produces warnings
+    if torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy):
+        return  # shapes are traced values there; comparing them only warns (jit) or fails (FX)
     if not isinstance(x, Tensor):
         raise ValueError(f"{where}: expected a tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
     if x.dim() != 4 or x.shape[1] != channels:

@@ -133,9 +133,9 @@ def align_to_params(opt: torch.optim.Optimizer) -> None:
 
     Fused Adam walks parameter, gradient and state memory in one order: on CPU it silently
     computes wrong updates when their layouts differ (PyTorch 2.14; CUDA raises instead). They
-    differ for channels-last weights after a resume (state is stored contiguous) and for DDP
-    gradients that arrive in contiguous buckets. A no-op, two stride checks per tensor, when
-    nothing differs.
+    differ for channels-last weights after a resume (state is stored contiguous), and would for
+    any gradient produced in another layout. A no-op, two stride checks per tensor, when nothing
+    differs.
     """
     for group in opt.param_groups:
         for p in group["params"]:
