@@ -209,3 +209,32 @@ def test_formats_round_trip(tmp_path, photo, write_image, suffix):
     lossless = suffix in (".bmp", ".tiff")
     np.testing.assert_allclose(image, rgb / 255, atol=0 if lossless else 0.2)
     assert cv2.imread(str(tmp_path / f"a{suffix}")) is not None
+
+
+def test_png_header_read_decodes_no_pixels(tmp_path, photo, monkeypatch):
+    """Pillow's PNG getexif() loads the whole image when no eXIf chunk precedes the pixels."""
+    from translate.data.io import read_image_header
+
+    rgb = photo(width=20, height=12)
+    path = tmp_path / "plain.png"
+    Image.fromarray(rgb).save(path)
+    oriented = tmp_path / "oriented.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(oriented, exif=exif)
+
+    decodes = []
+
+    def no_decode(self, *args, **kwargs):
+        decodes.append(self)
+        raise AssertionError("the header read decoded the pixels")
+
+    from PIL import ImageFile, PngImagePlugin
+
+    for cls in (Image.Image, ImageFile.ImageFile, PngImagePlugin.PngImageFile):
+        if "load" in vars(cls):
+            monkeypatch.setattr(cls, "load", no_decode)
+    height, width = rgb.shape[:2]
+    assert read_image_header(path) == (width, height)
+    assert read_image_header(oriented) == (height, width)  # orientation 6 swaps the axes
+    assert not decodes

@@ -103,6 +103,23 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def _exif(im: Image.Image) -> Image.Exif:
+    """The EXIF block as far as the header holds it.
+
+    Pillow's ``PngImageFile.getexif()`` decodes the whole image when the PNG has no eXIf chunk
+    before its pixels (it looks for one after them): a 2048x2048 PNG's "header" read took 85 ms
+    against 109 ms for a full decode, and a header declaring a huge image made us allocate it.
+    So a PNG's orientation comes from an eXIf chunk ahead of the pixels only (the usual place).
+    """
+    if im.format == "PNG":
+        exif = Image.Exif()
+        raw = im.info.get("exif")
+        if raw:
+            exif.load(raw)
+        return exif
+    return im.getexif()
+
+
 def _open_header(path: Path) -> ImageHeader:
     try:
         with warnings.catch_warnings():
@@ -113,7 +130,7 @@ def _open_header(path: Path) -> ImageHeader:
                 width, height = im.size
                 mode = im.mode
                 try:
-                    orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+                    orientation = int(_exif(im).get(_EXIF_ORIENTATION, 1))
                 except Exception:  # a corrupt EXIF block must not cost the whole image
                     orientation = 1
     except FileNotFoundError:
