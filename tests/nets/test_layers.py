@@ -60,62 +60,61 @@ def test_affine_instance_norm_has_scale_and_shift() -> None:
     assert torch.allclose(norm(x), 2.0 * InstanceNorm2d(4)(x) + 0.5, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize(
-    ("in_ch", "out_ch", "kernel", "stride", "padding", "output_padding", "bias", "side", "batch"),
-    [
-        (64, 32, 4, 2, 1, 0, True, 1, 1),    # U-Net innermost: a 1x1 input
-        (128, 64, 4, 2, 1, 0, False, 2, 2),  # U-Net, batch norm (no bias), a batch of 2
-        (64, 3, 4, 2, 1, 0, True, 24, 1),    # U-Net output layer: 3 channels, larger input
-        (64, 32, 3, 2, 1, 1, True, 1, 1),    # ResNet-style upsampling: kernel 3, output_padding 1
-    ],
-)
-def test_conv_transpose_as_a_product_equals_the_ordinary_operator(
-    channels_last, in_ch, out_ch, kernel, stride, padding, output_padding, bias, side, batch
-):
-    from translate.nets.layers import ConvTranspose2d
+def _grads_of(norm: nn.Module, x: torch.Tensor, upstream: torch.Tensor, *, fast: bool):
+    from translate.nets import layers
 
+    x = x.detach().requires_grad_(True)
+    params = [p for p in norm.parameters()]
+    if fast:
+        out = norm(x)
+    else:  # the plain group norm the layer computes in every other case
+        out = F.group_norm(x, norm.num_features, norm.weight, norm.bias, norm.eps)
+    assert (type(out.grad_fn).__name__ == "_ChannelsLastInstanceNormBackward") == fast
+    return [out, *torch.autograd.grad(out, [x, *params], upstream)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("affine", [False, True])
+def test_channels_last_backward_equals_plain_group_norm(affine, dtype):
     torch.manual_seed(0)
-    layer = ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, output_padding, bias=bias)
-    x = torch.randn(batch, in_ch, side, side)
-    if channels_last:
-        layer = layer.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        assert layer._use_gemm(x)
-        fast = layer(x)
-        ordinary = nn.ConvTranspose2d.forward(layer, x)
-    assert fast.shape == ordinary.shape
-    torch.testing.assert_close(fast, ordinary, atol=1e-5, rtol=1e-5)
-    assert fast.is_contiguous(memory_format=torch.channels_last) == ordinary.is_contiguous(memory_format=torch.channels_last)
-    assert fast.is_contiguous() == ordinary.is_contiguous()
-    # training (autograd on), autocast and FX tracing take the ordinary operator
-    with torch.no_grad():
-        assert layer._use_gemm(x)
-    with torch.enable_grad():
-        assert not layer._use_gemm(x)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not layer._use_gemm(x)
-    traced = torch.fx.symbolic_trace(layer, concrete_args={"output_size": None})  # as for nn.ConvTranspose2d
-    assert any(node.op == "call_function" and "conv_transpose" in str(node.target) for node in traced.graph.nodes)
-    # larger inputs for their weights stay with oneDNN, which is faster there
-    with torch.inference_mode():
-        assert not ConvTranspose2d(128, 64, 4, 2, 1)._use_gemm(torch.zeros(1, 128, 8, 8))
-        assert not ConvTranspose2d(16, 3, 4, 2, 1)._use_gemm(torch.zeros(1, 16, 8, 8))
-        assert not ConvTranspose2d(64, 3, 4, 2, 1)._use_gemm(torch.zeros(1, 64, 512, 512))
-        assert not ConvTranspose2d(64, 32, 1)._use_gemm(torch.zeros(1, 64, 1, 1))  # 1x1 kernels: nothing to gain
+    norm = InstanceNorm2d(16, affine=affine)
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    x = (torch.randn(2, 16, 12, 12) * 3 + 1).contiguous(memory_format=torch.channels_last).to(dtype)
+    upstream = torch.randn_like(x)
+    fast = _grads_of(norm, x, upstream, fast=True)
+    plain = _grads_of(norm, x, upstream, fast=False)
+    assert fast[0].dtype == dtype and fast[1].is_contiguous(memory_format=torch.channels_last)
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a.float(), b.float(), atol=tol, rtol=tol)
+    # and against the exact gradient in float64
+    x64 = x.double().requires_grad_(True)
+    exact = torch.autograd.grad(F.group_norm(x64, 16, None if not affine else norm.weight.double(),
+                                             None if not affine else norm.bias.double()), x64, upstream.double())[0]
+    assert (fast[1].double() - exact).abs().max() <= 0.05 * exact.abs().max()
 
 
-@pytest.mark.parametrize("generator", ["resnet_6blocks", "unet_128"])
-def test_generators_use_the_fast_transposed_convolution_and_still_trace(generator):
-    from translate.config import NetConfig
-    from translate.nets import build_generator
-    from translate.nets.layers import ConvTranspose2d
+def test_bf16_instance_norm_double_backward_for_the_gradient_penalty():
+    torch.manual_seed(0)
+    norm = InstanceNorm2d(8)
+    conv = nn.Conv2d(3, 8, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 10, 10).contiguous(memory_format=torch.channels_last)
+    target = torch.randn(1, 8, 10, 10)
 
-    net = build_generator(NetConfig(generator=generator, base_channels_g=4)).eval()
-    ups = [m for m in net.modules() if isinstance(m, nn.ConvTranspose2d)]
-    assert ups and all(isinstance(m, ConvTranspose2d) for m in ups)
-    x = torch.rand(1, 3, 128, 128) * 2 - 1
-    traced = torch.fx.symbolic_trace(net)  # FX-based tools (quantization) keep working
-    with torch.inference_mode():
-        torch.testing.assert_close(traced(x), net(x), atol=1e-5, rtol=1e-5)
+    def penalty(use_layer: bool) -> torch.Tensor:
+        conv.zero_grad()
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = conv(inp)
+            out = norm(h) if use_layer else F.group_norm(h, 8, eps=norm.eps)
+        assert (type(out.grad_fn).__name__ == "_ChannelsLastInstanceNormBackward") == use_layer
+        (grad,) = torch.autograd.grad((out.float() * target).sum(), inp, create_graph=True)
+        loss = grad.square().sum()
+        loss.backward()
+        return conv.weight.grad.clone()
+
+    ours, plain = penalty(True), penalty(False)
+    torch.testing.assert_close(ours, plain, atol=2e-2 * plain.abs().max().item(), rtol=0)

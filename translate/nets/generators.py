@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from translate.config import NetConfig, NormKind
-from translate.nets.layers import ConvTranspose2d, check_image_batch, conv_bias, norm_factory
+from translate.nets.convs import Conv2d, ConvTranspose2d
+from translate.nets.layers import check_image_batch, conv_bias, norm_factory
 from translate.nets.registry import register_generator
 
 PaddingKind = Literal["reflect", "replicate", "zero"]
@@ -53,7 +54,7 @@ class ResnetBlock(nn.Module):
         pad_layers, conv_pad = _padding(padding, 1)
         layers: list[nn.Module] = [
             *pad_layers,
-            nn.Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
+            Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
             make_norm(channels),
             nn.ReLU(True),
         ]
@@ -62,7 +63,7 @@ class ResnetBlock(nn.Module):
         pad_layers, conv_pad = _padding(padding, 1)
         layers += [
             *pad_layers,
-            nn.Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
+            Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
             make_norm(channels),
         ]
         self.conv_block = nn.Sequential(*layers)
@@ -124,14 +125,14 @@ class ResnetGenerator(nn.Module):
 
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, base_channels, kernel_size=7, bias=bias),
+            Conv2d(in_channels, base_channels, kernel_size=7, bias=bias),
             make_norm(base_channels),
             nn.ReLU(True),
         ]
         channels = base_channels
         for _ in range(n_downsampling):
             layers += [
-                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
                 make_norm(channels * 2),
                 nn.ReLU(True),
             ]
@@ -152,7 +153,7 @@ class ResnetGenerator(nn.Module):
             channels //= 2
         layers += [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(channels, out_channels, kernel_size=7),
+            Conv2d(channels, out_channels, kernel_size=7),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
@@ -202,7 +203,7 @@ class UnetSkipBlock(nn.Module):
         make_norm = norm_factory(norm)
         bias = conv_bias(norm)
         in_channels = outer_channels if in_channels is None else in_channels
-        down_conv = nn.Conv2d(in_channels, inner_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+        down_conv = Conv2d(in_channels, inner_channels, kernel_size=4, stride=2, padding=1, bias=bias)
         # Below the innermost level the up path gets its own output concatenated with the skip.
         up_in = inner_channels if role == "innermost" else inner_channels * 2
 

@@ -38,82 +38,67 @@ class InstanceNorm2d(nn.InstanceNorm2d):
                 raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
             if x.shape[1] != self.num_features:
                 raise ValueError(f"expected {self.num_features} channels, got {x.shape[1]}")
+        if _channels_last_training(x):
+            return _ChannelsLastInstanceNorm.apply(x, self.weight, self.bias, self.eps)
         # num_features (a constant), not x.shape[1]: the legacy ONNX exporter needs a static group count
         return torch.nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
-GEMM_MIN_WEIGHTS_PER_PIXEL = 1024
-"""Inference on CPU: a transposed convolution with at least this many (C_in x C_out) weight
-pairs per input pixel runs as one matrix product and ``F.fold``. oneDNN's deconvolution
-spends its time re-laying out the weights when they are large and the input small. Measured
-on one core (ratio = oneDNN time / product time): 512->512 at 1x1 4.6, 1024->512 at 2x2 7.0,
-at 8x8 2.2, 1024->256 at 16x16 1.0-1.25, 128->64 at 2x2 1.4; but 512->128 at 32x32 0.53,
-256->128 at 16x16 0.67, 128->64 at 8x8 0.64."""
-
-GEMM_OUTPUT_LAYER = (4, 64, 256 * 256)
-"""... and a layer with at most 4 output channels from at least 64, on inputs of at most 256x256
-pixels (oneDNN is slow at 3-channel outputs: 128->3 at 128x128 2.5, at 256x256 1.9, 64->3 1.1-1.6,
-but 32->3 0.94 and 128->3 at 512x512 0.87)."""
+def _channels_last_training(x: Tensor) -> bool:
+    return (
+        isinstance(x, Tensor) and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+        and torch.is_grad_enabled() and x.requires_grad and x.ndim == 4
+        and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
+    )
 
 
-class ConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` that, for inference on CPU, computes small inputs as a product.
+class _ChannelsLastInstanceNorm(torch.autograd.Function):
+    """Group norm with one group per channel, whose backward works on (N, H*W, C) views.
 
-    A transposed convolution is a matrix product of every input pixel's channel vector with
-    the weights viewed as (C_in, C_out * kH * kW), followed by ``F.fold``, which adds each
-    pixel's kH x kW patch into the output at stride steps. Same parameters, ``state_dict``
-    and results (to float rounding: 1e-6 measured); training, autocast, other devices,
-    tracing and export use the ordinary path.
+    PyTorch's CPU group-norm backward is slow on channels-last tensors (2.14, one core, forward +
+    backward: 256 ch at 64x64 9.0 ms fp32 / 30 ms bf16; 64 ch at 128x128 9.1 / 30 ms): it took
+    8 % of a CycleGAN training step in fp32 and 30 % with bf16 autocast. Channels-last memory is
+    an (N, H*W, C) array, so the per-(image, channel) means the backward needs are reductions
+    over its middle axis, which vectorise along C: 4.8 / 3.4 ms and 5.3 / 3.6 ms for the same
+    tensors, in float32 throughout (bf16 inputs and gradients are read as they are). The
+    forward is PyTorch's own.
     """
 
-    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if self._use_gemm(x) and output_size is None:
-            return self._gemm_forward(x)
-        return super().forward(x, output_size)
-
-    def _use_gemm(self, x: Tensor) -> bool:
-        if isinstance(x, torch.fx.Proxy) or torch.fx._symbolic_trace.is_fx_tracing():
-            return False  # FX symbolic tracing (quantization tools) records the ordinary operator
-        if x.device.type != "cpu" or x.ndim != 4 or x.dtype != torch.float32 or torch.is_grad_enabled():
-            return False
-        if self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros" or self.weight.dtype != torch.float32:
-            return False
-        if self.kernel_size == (1, 1) or x.numel() == 0:  # nothing to gain; empty outputs: fold refuses them
-            return False
-        pixels = x.shape[2] * x.shape[3]
-        big_weights = self.in_channels * self.out_channels >= GEMM_MIN_WEIGHTS_PER_PIXEL * pixels
-        max_out, min_in, max_pixels = GEMM_OUTPUT_LAYER
-        if not (big_weights or (self.out_channels <= max_out and self.in_channels >= min_in and pixels <= max_pixels)):
-            return False
-        # tracing, scripting and torch.export (both ONNX exporters) record the ordinary operator
-        return not (torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.compiler.is_compiling())
-
-    def _gemm_forward(self, x: Tensor) -> Tensor:
-        batch, in_channels, height, width = x.shape
-        kh, kw = self.kernel_size
-        out_h = (height - 1) * self.stride[0] - 2 * self.padding[0] + kh + self.output_padding[0]
-        out_w = (width - 1) * self.stride[1] - 2 * self.padding[1] + kw + self.output_padding[1]
-        w = self.weight  # (C_in, C_out, kH, kW)
-        if w.is_contiguous(memory_format=torch.channels_last):  # memory order (C_in, kH, kW, C_out): a view
-            columns = x.permute(0, 2, 3, 1).reshape(-1, in_channels) @ w.permute(0, 2, 3, 1).reshape(in_channels, -1)
-            columns = columns.view(batch, height * width, kh, kw, self.out_channels).permute(0, 4, 2, 3, 1)
-        else:
-            columns = x.permute(0, 2, 3, 1).reshape(-1, in_channels) @ w.reshape(in_channels, -1)
-            columns = columns.view(batch, height * width, -1).transpose(1, 2)
-        out = torch.nn.functional.fold(
-            columns.reshape(batch, self.out_channels * kh * kw, height * width),
-            (out_h, out_w), self.kernel_size, stride=self.stride, padding=self.padding,
-        )
-        if self.bias is not None:
-            out += self.bias.view(1, -1, 1, 1)
-        if _channels_last(x) or _channels_last(w):  # the layout oneDNN would have returned
-            out = out.contiguous(memory_format=torch.channels_last)
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+        n, c, h, w = x.shape
+        out, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, h * w, c, eps)
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        ctx.eps = eps
         return out
 
-
-def _channels_last(t: Tensor) -> bool:
-    """Strided as channels-last, and not also as contiguous (1x1 maps are both)."""
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward (gradient penalty): PyTorch's own differentiable path
+            inputs = [t for t in (x, weight, bias) if t is not None and t.requires_grad]
+            grads = iter(torch.autograd.grad(
+                torch.nn.functional.group_norm(x, x.shape[1], weight, bias, ctx.eps), inputs, grad, create_graph=True))
+            return tuple(next(grads) if t is not None and t.requires_grad else None for t in (x, weight, bias)) + (None,)
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # views of channels-last memory
+        grad_rows = grad.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        mean, rstd = mean.view(n, 1, c).float(), rstd.view(n, 1, c).float()
+        x_hat = (rows - mean) * rstd  # float32
+        grad_weight = grad_bias = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            grad_weight = (grad_rows * x_hat).sum((0, 1), dtype=torch.float32).to(weight.dtype)
+        if bias is not None and ctx.needs_input_grad[2]:
+            grad_bias = grad_rows.sum((0, 1), dtype=torch.float32).to(bias.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            g = grad_rows if weight is None else grad_rows * weight.float()
+            # d/dx of (x - mean) * rstd: rstd * (g - mean(g) - x_hat * mean(g * x_hat))
+            g_mean = g.mean(1, keepdim=True, dtype=torch.float32)
+            gx_mean = (g * x_hat).mean(1, keepdim=True, dtype=torch.float32)
+            grad_x = ((g - g_mean - x_hat * gx_mean) * rstd).to(x.dtype).view(n, h, w, c).permute(0, 3, 1, 2)
+        return grad_x, grad_weight, grad_bias, None
 
 
 def norm_factory(kind: NormKind) -> NormFactory:
