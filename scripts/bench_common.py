@@ -84,7 +84,7 @@ def prewarm() -> None:
     for name in ("cv2", "av", "skimage.data", "torch.profiler", "translate.infer.translator", "translate.infer.folder",
                  "translate.train.loop", "translate.data.samples"):
         importlib.import_module(name)
-    with FlopCounterMode(display=False):
+    with flop_counter():
         torch.nn.functional.conv2d(torch.empty(1, 3, 8, 8, device="meta"), torch.empty(3, 3, 3, 3, device="meta"))
 
 
@@ -131,6 +131,15 @@ class Timing:
                 "flops": self.flops, "gflops": self.flops / self.median / 1e9 if self.flops else None}
 
 
+def flop_counter():
+    """``FlopCounterMode`` that also counts the packed oneDNN convolutions of ``nets.convs``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from translate.nets.convs import flop_formulas
+
+    return FlopCounterMode(display=False, custom_mapping=flop_formulas())
+
+
 def measure(fn: Callable[[], Any], *, warmup: int, repeats: int, budget_s: float,
             count_flops: bool = True, profile: bool = False) -> tuple[Timing, Any, dict[str, Any] | None]:
     """Time ``fn``: ``warmup`` untimed calls, then up to ``repeats`` timed ones within ``budget_s``.
@@ -149,7 +158,7 @@ def measure(fn: Callable[[], Any], *, warmup: int, repeats: int, budget_s: float
     timing = Timing(warmups=warmup)
     value, summary = None, None
     for i in range(warmup):
-        with FlopCounterMode(display=False) if (count_flops and i == 0) else nullcontext() as counter:
+        with flop_counter() if (count_flops and i == 0) else nullcontext() as counter:
             tick = time.perf_counter()
             value = fn()
             timing.warmup_runs.append(time.perf_counter() - tick)
@@ -158,7 +167,7 @@ def measure(fn: Callable[[], Any], *, warmup: int, repeats: int, budget_s: float
     started = time.perf_counter()
     for i in range(max(1, repeats)):
         counting = count_flops and not timing.flops
-        with FlopCounterMode(display=False) if counting else nullcontext() as counter:
+        with flop_counter() if counting else nullcontext() as counter:
             tick = time.perf_counter()
             if profile and i == 0:
                 summary, value = profile_call(fn)
@@ -246,7 +255,7 @@ def measure_interleaved(variants: dict[str, Variant], *, rounds: int, budget_s: 
 
     def call(v: Variant, *, timed: bool) -> None:
         counting = not v.timing.flops
-        with v.rss, FlopCounterMode(display=False) if counting else nullcontext() as counter:
+        with v.rss, flop_counter() if counting else nullcontext() as counter:
             tick = time.perf_counter()
             if timed and v.profile and v.summary is None:
                 v.summary, v.value = profile_call(v.fn)

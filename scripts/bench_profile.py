@@ -10,8 +10,9 @@ from typing import Any
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     # aten op names (substrings) → what a reader calls them
-    # mm and col2im: transposed convolutions computed as a product and F.fold (nets.layers)
-    "convolution": ("convolution", "conv_transpose", "conv2d", "mkldnn_conv", "aten::mm", "col2im"),
+    # mm, im2col and col2im: convolutions computed as products with F.unfold / F.fold (nets.convs);
+    # mkldnn::_convolution(_transpose)_pointwise (packed weights) match "convolution"
+    "convolution": ("convolution", "conv_transpose", "conv2d", "mkldnn_conv", "aten::mm", "im2col", "col2im"),
     "normalization": ("group_norm", "batch_norm", "instance_norm", "native_layer_norm"),
     "padding": ("reflection_pad", "replication_pad", "constant_pad", "aten::pad"),
     "activation": ("clamp_min", "relu", "threshold", "leaky_relu", "tanh", "hardtanh"),

@@ -218,5 +218,5 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"tiled {r['side']}² peak memory", f"≤ {T_TILED_MEMORY_GB} GB", gb(r["peak_rss_mb"]),
                 r["peak_rss_mb"] / 1024 <= T_TILED_MEMORY_GB, tiled_text(r))
         else:
-            add(f"tiled {r['side']}² peak memory", f"≤ {T_TILED_MEMORY_GB} GB", "", None, missing=missing_reason(r["id"]))
+            add(f"tiled {r['id'].split('/')[1]}² peak memory", f"≤ {T_TILED_MEMORY_GB} GB", "", None, missing=missing_reason(r["id"]))
     return checks

@@ -31,7 +31,8 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
     import torch
 
     from translate.config import preset
-    from translate.train.loop import PhaseModule, adam_kernel, align_to_params, autocast_dtype, build_nets, grads_finite
+    from translate.train.loop import (PhaseModule, adam_kernel, align_to_params, autocast_dtype, build_nets,
+                                      channels_last_weights, grads_finite)
     from translate.train.objectives import OBJECTIVES, DiscContext
     from translate.train.pool import ImagePool
     from translate.train.schedules import build_scheduler
@@ -43,7 +44,7 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
     torch.manual_seed(tc.seed)
     nets = build_nets(cfg, objective)
     for module in nets.values():
-        if channels_last:
+        if channels_last and channels_last_weights(torch.device("cpu")):
             module.to(memory_format=torch.channels_last)
     gen_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.generators))
     disc_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.discriminators))

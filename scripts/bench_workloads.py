@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench_common import Precision, Variant, conv_ceiling, measure, measure_interleaved, photo, psnr, to_batch
+from bench_common import Precision, Variant, conv_ceiling, flop_counter, measure, measure_interleaved, photo, psnr, to_batch
 
 GeneratorName = Literal["resnet_9blocks", "unet_256"]
 DAY = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -363,7 +363,6 @@ def meta_flops(generator: GeneratorName, height: int, width: int, base_channels:
     """FLOPs of one untiled forward of (1, 3, height, width), padded as the Translator pads,
     counted on the meta device (nothing computed, no time taken from the measured runs)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from translate.nets import build_generator, size_multiple
 
@@ -372,6 +371,6 @@ def meta_flops(generator: GeneratorName, height: int, width: int, base_channels:
     with torch.device("meta"):
         net = build_generator(cfg).eval()
         x = torch.empty(1, 3, -(-height // m) * m, -(-width // m) * m)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), flop_counter() as counter:
         net(x)
     return int(counter.get_total_flops())
