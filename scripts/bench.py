@@ -264,10 +264,6 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling": {},
     }
     print(f"machine: {results['machine']['cpu']}, torch {results['machine']['torch']}", flush=True)
-    from translate.hardware import tune_malloc
-
-    # as every `translate` command does at start; forked children inherit it (the levers measure it)
-    results["machine"]["malloc_tuned"] = tune_malloc()
     bench_common.prewarm()
     for precision in ("fp32", "bf16"):
         results["ceiling"][f"{precision}_start"] = run_isolated(conv_ceiling, precision, quick=args.quick, repeats=5)

@@ -84,24 +84,3 @@ def test_memory_budget_reaches_the_translator_and_is_checked(tiny_generator_fact
     assert err.count("\n") == 1 and "--memory-budget 10: too small" in err
     assert not (tmp_path / "out.png").exists()
 
-
-def test_malloc_tuning_applies_on_glibc_and_can_be_turned_off(monkeypatch):
-    import ctypes
-    import sys
-
-    hardware.tune_malloc.cache_clear()
-    monkeypatch.setenv("TRANSLATE_MALLOC", "system")
-    assert hardware.tune_malloc() is False
-    hardware.tune_malloc.cache_clear()
-    monkeypatch.delenv("TRANSLATE_MALLOC")
-    try:
-        ctypes.CDLL("libc.so.6").mallopt
-        glibc = sys.platform.startswith("linux")
-    except (OSError, AttributeError):
-        glibc = False
-    assert hardware.tune_malloc() is glibc
-    # tensors still allocate, free and reuse normally afterwards
-    tensors = [torch.ones(64 << 20 // 4) for _ in range(3)]
-    assert all(float(t[-1]) == 1.0 for t in tensors)
-    del tensors
-    hardware.tune_malloc.cache_clear()

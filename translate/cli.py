@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from translate.errors import UserError
-from translate.hardware import set_threads, tune_malloc
+from translate.hardware import set_threads
 
 COMMANDS = ("train", "apply", "video", "export", "eval", "demo")
 
@@ -39,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    tune_malloc()
     try:
         set_threads(args.threads)
         code = args.run(args)

@@ -1,4 +1,4 @@
-"""What the machine computes well, how many threads to compute with, and how memory is handed out.
+"""What the machine computes well, and how many threads to compute with.
 
 bf16 is only worth asking for where it is native: CUDA GPUs that support it, and CPUs with
 AVX512-BF16 or AMX. Elsewhere oneDNN emulates it and bf16 runs at 0.2-0.6x fp32's speed
@@ -7,11 +7,8 @@ AVX512-BF16 or AMX. Elsewhere oneDNN emulates it and bf16 runs at 0.2-0.6x fp32'
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
-import os
-import sys
 
 from translate.errors import UserError
 
@@ -69,30 +66,3 @@ def set_threads(threads: int | None) -> None:
 
     torch.set_num_threads(threads)
 
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 1 << 30
-TRIM_THRESHOLD = 64 << 20
-
-
-@functools.lru_cache(maxsize=1)
-def tune_malloc() -> bool:
-    """glibc: serve tensors up to 1 GB from the heap and keep up to 64 MB of freed memory there.
-
-    By default glibc maps every allocation above 32 MB freshly from the kernel and unmaps it on
-    free, so each large activation (a 64-channel 1024x1024 map is 256 MB) is page-faulted and
-    zeroed anew at every layer: kernel time was 20 % of a ResNet-9 forward at 1024x1024, and a
-    32 MB copy ran 6x slower than from reused memory (one core). Reusing freed heap memory
-    removes most of that; the cost is resident memory held between layers, bounded by the trim
-    threshold (measured: +0.1 GB peak at 1024x1024). The command line calls this at start; the
-    Python API leaves the process's allocator alone unless asked. ``TRANSLATE_MALLOC=system``
-    turns it off. Returns whether the settings were applied (glibc on Linux only).
-    """
-    if os.environ.get("TRANSLATE_MALLOC", "").lower() == "system" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, …)
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

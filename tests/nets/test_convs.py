@@ -15,6 +15,12 @@ from translate.nets import convs
 from translate.nets.convs import Conv2d, ConvTranspose2d, fast_inference
 
 
+@pytest.fixture(autouse=True)
+def pack_every_layer(monkeypatch):
+    """Tiny test layers have too few weights for their maps to be packed by default."""
+    monkeypatch.setattr(convs, "PACK_MIN_WEIGHTS_PER_PIXEL", 0)
+
+
 def _layout(t: torch.Tensor) -> tuple[bool, bool]:
     return t.is_contiguous(), t.is_contiguous(memory_format=torch.channels_last)
 
@@ -133,12 +139,25 @@ def test_new_weights_are_packed_again_and_shapes_are_bounded():
         assert not torch.allclose(before, after)
         layer.load_state_dict(Conv2d(8, 8, 3, padding=1).state_dict())
         torch.testing.assert_close(layer(x), _ordinary(layer, x))
-        for side in range(4, 4 + 2 * convs.MAX_PACKED_SHAPES):
-            y = torch.randn(1, 8, side, side)
+        for side in range(4, 12):  # one packed copy serves every input size
+            y = torch.randn(1 + side % 2, 8, side, side)
             torch.testing.assert_close(layer(y), _ordinary(layer, y))
-        assert _packed_entries(layer) == convs.MAX_PACKED_SHAPES
+        assert _packed_entries(layer) == 1
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            layer(x)
+        assert _packed_entries(layer) == 2  # and one per dtype
     clone = copy.deepcopy(layer)  # packed copies live beside the module: copying and saving never see them
     assert _packed_entries(clone) == 0 and set(clone.state_dict()) == {"weight", "bias"}
+
+
+def test_only_layers_with_many_weights_for_their_map_are_packed(monkeypatch):
+    monkeypatch.setattr(convs, "PACK_MIN_WEIGHTS_PER_PIXEL", 256)
+    inner = Conv2d(64, 64, 4, 2, 1)  # 65536 weights onto a 2x2 map: packed
+    outer = Conv2d(3, 8, 3, padding=1)  # 216 weights per 32x32 map: the ordinary operator
+    with torch.inference_mode():
+        inner(torch.randn(1, 64, 4, 4))
+        outer(torch.randn(1, 3, 32, 32))
+    assert _packed_entries(inner) == 1 and _packed_entries(outer) == 0
 
 
 def test_training_tracing_and_export_paths_take_the_ordinary_operator():

@@ -73,9 +73,13 @@ def _grads_of(norm: nn.Module, x: torch.Tensor, upstream: torch.Tensor, *, fast:
     return [out, *torch.autograd.grad(out, [x, *params], upstream)]
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 100])  # one chunk; several, with a ragged last one
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("affine", [False, True])
-def test_channels_last_backward_equals_plain_group_norm(affine, dtype):
+def test_channels_last_backward_equals_plain_group_norm(affine, dtype, chunk, monkeypatch):
+    from translate.nets import layers
+
+    monkeypatch.setattr(layers, "NORM_BACKWARD_CHUNK", chunk)
     torch.manual_seed(0)
     norm = InstanceNorm2d(16, affine=affine)
     if affine:

@@ -8,9 +8,11 @@ Inference on CPU, fp32 or bf16 (autocast included), takes one of two faster rout
    at every call, and oneDNN re-lays them out into its blocked format before it computes. On
    small maps with many channels that reorder is most of the call: U-Net-256's 512->512
    convolution on a 2x2 map takes 3.8 ms, 0.18 ms with the weights packed once (fp32, one
-   core; 1024->512 transposed on 2x2: 10.5 -> 1.9 ms). So the weights are reordered once per
-   (weights, dtype, input shape) and oneDNN's convolution runs on the packed copy: the ops
-   ``torch.compile``'s freezing pass emits, called eagerly.
+   core; 1024->512 transposed on 2x2: 10.5 -> 1.9 ms). So such layers (many weights for their
+   map, :data:`PACK_MIN_WEIGHTS_PER_PIXEL`) have their weights reordered once per (weights,
+   dtype) and oneDNN's convolution runs on the packed copy: the ops ``torch.compile``'s
+   freezing pass emits, called eagerly. On larger maps the reorder is a small part of the
+   call, so those layers keep the ordinary operator and no second copy of their weights.
 2. **Matrix product and fold** for transposed convolutions with at most 4 output channels from
    at least 64 on inputs of at most 256x256 (U-Net's output layer), where oneDNN is slow even
    with packed weights (128->3 on 128x128: 10.9 ms packed, 5.7 ms as a product).
@@ -40,8 +42,12 @@ from torch.nn.utils import parametrize
 
 log = logging.getLogger(__name__)
 
-MAX_PACKED_SHAPES = 4
-"""Packed copies kept per layer (one per input shape and dtype; the oldest goes first)."""
+PACK_MIN_WEIGHTS_PER_PIXEL = 256
+"""Inference packs a layer's weights when it has at least this many weights (C_in x C_out x kH x
+kW) per output pixel (input pixel for transposed layers), batch included. Measured on one core,
+fp32 (bf16), unpacked time / packed: 512->512 4x4 to 2x2 (65536 per pixel) 21 (60), to 8x8
+(4096) 1.8 (3.6), 256->512 to 16x16 (8192) 1.4 (1.6); 64->128 to 64x64 (32) 1.0 (1.1), to
+256x256 (2) 1.0 (0.9): nothing to gain there, only memory to spend."""
 
 GEMM_OUTPUT_LAYER = (4, 64, 256 * 256)
 """(most output channels, fewest input channels, most input pixels) of a transposed convolution
@@ -122,25 +128,29 @@ def _packed_weights(module: nn.Module, x: Tensor, dtype: torch.dtype, transposed
         version = weight._version
     except RuntimeError:  # an inference tensor (made under inference_mode): no version counter
         version = -1
-    key = (weight.data_ptr(), version, dtype, tuple(x.shape))
+    # one copy per dtype, whatever the input size: packing for no particular input (oneDNN's
+    # default blocked format) ran as fast as packing for the exact input (within 5 %, one core)
+    key = (weight.data_ptr(), version, dtype)
     cache = _PACKED.setdefault(module, {})
     entry = cache.get(key)
     if entry is None:
         for old in [k for k in cache if k[:2] != key[:2]]:  # new weights (loaded, trained): forget the old
             del cache[old]
-        while len(cache) >= MAX_PACKED_SHAPES:
-            del cache[next(iter(cache))]
         w = weight.detach().to(dtype)
         if transposed:
             packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(
                 w, list(module.padding), list(module.output_padding), list(module.stride),
-                list(module.dilation), module.groups, list(x.shape))
+                list(module.dilation), module.groups, None)
         else:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                w.to_mkldnn(), list(module.padding), list(module.stride), list(module.dilation), module.groups, list(x.shape))
+                w.to_mkldnn(), list(module.padding), list(module.stride), list(module.dilation), module.groups)
         bias = None if module.bias is None else module.bias.detach().to(dtype)
         entry = cache[key] = (packed, bias)
     return entry
+
+
+def _worth_packing(module: nn.Module, pixels: int) -> bool:
+    return module.weight.numel() >= PACK_MIN_WEIGHTS_PER_PIXEL * pixels
 
 
 def _packed_forward(module: nn.Module, x: Tensor, dtype: torch.dtype, transposed: bool) -> Tensor | None:
@@ -195,9 +205,10 @@ class Conv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         dtype = _inference_dtype(self, x)
         if dtype is not None:
-            out = _packed_forward(self, x, dtype, transposed=False)
-            if out is not None:
-                return out
+            if _worth_packing(self, x.shape[0] * self._out_pixels(x)):
+                out = _packed_forward(self, x, dtype, transposed=False)
+                if out is not None:
+                    return out
         elif _training_products(self, x, self._out_pixels(x)):
             return self._product_forward(x)
         return super().forward(x)
@@ -241,9 +252,10 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         if dtype is not None:
             if self._use_gemm(x, dtype, packing=not _STATE["broken"]):
                 return self._gemm_forward(x.to(dtype), dtype)
-            out = _packed_forward(self, x, dtype, transposed=True)
-            if out is not None:
-                return out
+            if _worth_packing(self, x.shape[0] * x.shape[2] * x.shape[3]):
+                out = _packed_forward(self, x, dtype, transposed=True)
+                if out is not None:
+                    return out
             if self._use_gemm(x, dtype, packing=False):
                 return self._gemm_forward(x.to(dtype), dtype)
         elif self.dilation == (1, 1) and _training_products(self, x, x.shape[2] * x.shape[3]):

@@ -53,6 +53,10 @@ def _channels_last_training(x: Tensor) -> bool:
     )
 
 
+NORM_BACKWARD_CHUNK = 1 << 20
+"""Elements per chunk of the channels-last instance-norm backward (4 MB in float32)."""
+
+
 class _ChannelsLastInstanceNorm(torch.autograd.Function):
     """Group norm with one group per channel, whose backward works on (N, H*W, C) views.
 
@@ -85,19 +89,39 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
         rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # views of channels-last memory
         grad_rows = grad.permute(0, 2, 3, 1).reshape(n, h * w, c)
         mean, rstd = mean.view(n, 1, c).float(), rstd.view(n, 1, c).float()
-        x_hat = (rows - mean) * rstd  # float32
-        grad_weight = grad_bias = None
-        if weight is not None and ctx.needs_input_grad[1]:
-            grad_weight = (grad_rows * x_hat).sum((0, 1), dtype=torch.float32).to(weight.dtype)
-        if bias is not None and ctx.needs_input_grad[2]:
-            grad_bias = grad_rows.sum((0, 1), dtype=torch.float32).to(bias.dtype)
+        scale = None if weight is None else weight.float()
+        # in row chunks: the backward runs while every saved activation of the step is alive,
+        # so its temporaries stay a few MB instead of several image-sized float32 copies
+        step = max(1, NORM_BACKWARD_CHUNK // max(1, n * c))
+        chunks = [slice(i, i + step) for i in range(0, h * w, step)]
+
+        def x_hat(part: slice) -> Tensor:
+            return (rows[:, part] - mean).mul_(rstd)
+
+        sum_g = torch.zeros(n, 1, c)
+        sum_gx = torch.zeros(n, 1, c)  # sums over H*W of grad and of grad * x_hat, per image and channel
+        for part in chunks:
+            sum_g += grad_rows[:, part].sum(1, keepdim=True, dtype=torch.float32)
+            sum_gx += (grad_rows[:, part] * x_hat(part)).sum(1, keepdim=True, dtype=torch.float32)
+        grad_weight = sum_gx.sum((0, 1)).to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
+        grad_bias = sum_g.sum((0, 1)).to(bias.dtype) if bias is not None and ctx.needs_input_grad[2] else None
         grad_x = None
         if ctx.needs_input_grad[0]:
-            g = grad_rows if weight is None else grad_rows * weight.float()
-            # d/dx of (x - mean) * rstd: rstd * (g - mean(g) - x_hat * mean(g * x_hat))
-            g_mean = g.mean(1, keepdim=True, dtype=torch.float32)
-            gx_mean = (g * x_hat).mean(1, keepdim=True, dtype=torch.float32)
-            grad_x = ((g - g_mean - x_hat * gx_mean) * rstd).to(x.dtype).view(n, h, w, c).permute(0, 3, 1, 2)
+            # d/dx of (x - mean) * rstd, with g = grad * weight: rstd * (g - mean(g) - x_hat * mean(g * x_hat))
+            g_mean, gx_mean = sum_g / (h * w), sum_gx / (h * w)
+            if scale is not None:
+                g_mean, gx_mean = g_mean * scale, gx_mean * scale
+            def grad_part(part: slice) -> Tensor:
+                g = grad_rows[:, part] if scale is None else grad_rows[:, part] * scale
+                return (g - g_mean).sub_(x_hat(part).mul_(gx_mean)).mul_(rstd)
+
+            if len(chunks) == 1:
+                grad_x = grad_part(chunks[0]).to(x.dtype)
+            else:
+                grad_x = torch.empty(n, h * w, c, dtype=x.dtype)
+                for part in chunks:
+                    grad_x[:, part] = grad_part(part)
+            grad_x = grad_x.view(n, h, w, c).permute(0, 3, 1, 2)
         return grad_x, grad_weight, grad_bias, None
 
 
