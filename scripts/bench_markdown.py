@@ -155,6 +155,22 @@ def render_markdown(results: dict[str, Any]) -> str:
                 add(f"| `{op['op']}` | {op['calls']} | {secs(op['self_s'])} | {pct(op['share'])} |")
             add("")
     levers = results.get("levers") or []
+    quality = results.get("quality")
+    if quality and quality.get("rows"):
+        add("## bf16 training on the quality benchmark")
+        add("")
+        add(f"The quality benchmark (`{quality['commands']['fp32']}`, docs/QUALITY.md) trained once in fp32 and once "
+            f"with bf16 autocast (`{quality['commands']['bf16']}`, docs/quality_bf16/QUALITY.md): same steps, seeds and "
+            f"data; {quality['minutes']['fp32']:.1f} min and {quality['minutes']['bf16']:.1f} min end to end. Scores on the "
+            "held-out photos:")
+        add("")
+        add("| model | PSNR fp32 | PSNR bf16 | SSIM fp32 | SSIM bf16 | best baseline PSNR |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for r in quality["rows"]:
+            base = "–" if r["best_baseline_psnr"] is None else f"{r['best_baseline_psnr']:.2f}"
+            add(f"| {r['method']} | {r['fp32_psnr']:.2f} | {r['bf16_psnr']:.2f} | {r['fp32_ssim']:.3f} | "
+                f"{r['bf16_ssim']:.3f} | {base} |")
+        add("")
     add("## Levers tried")
     add("")
     if not levers:
@@ -188,6 +204,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("python scripts/bench.py            # full run, ~15 min on 2 cores; writes docs/PERFORMANCE.md and docs/performance.json")
     add("python scripts/bench.py --quick    # smoke run at tiny sizes (numbers are not meaningful)")
     add("python scripts/bench.py --levers   # before/after measurements of the candidate speed levers only")
+    add("python scripts/quality.py --seeds 2 && python scripts/quality.py --seeds 2 --precision bf16 \\")
+    add("    --out docs/quality_bf16 --work runs/quality_bf16   # the bf16 convergence check (~30 min)")
     add("```")
     add("")
     return "\n".join(lines)
@@ -291,6 +309,7 @@ METHOD = [
     "the objective runs (generators, discriminators, identity and cycle passes).",
     "Tiled: a 4096×4096 photo through `Translator.translate_batch` with its defaults (2 GB memory budget → "
     "tiles with frozen global instance-norm statistics), one cold run.",
-    "Repetitions: short rows get a warm-up and several timed runs; the longest run once (marked cold: "
-    "they include one-time costs such as oneDNN kernel set-up, well under a second next to their length).",
+    "Repetitions: every inference and training row gets a warm-up first (the first call at a new size pays "
+    "oneDNN's kernel set-up and the packing of weights), then one or more timed runs; the tiled row runs "
+    "once, cold.",
 ]

@@ -22,6 +22,7 @@ T_TRAIN_CEILING = 0.65
 T_TRAIN_BF16 = 1.6
 T_TRAIN_MEMORY_GB = 3.5
 T_TILED_MEMORY_GB = 2.0
+T_BF16_QUALITY_DB = 1.0  # "still converging": bf16-trained models within this PSNR of fp32's
 
 
 def row_id(kind: str, *parts: Any) -> str:
@@ -212,6 +213,22 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             speedup = r["bf16_speedup_same_process"]
             add(f"pix2pix iteration bf16 vs fp32, {r['side']} px", f"≥ {T_TRAIN_BF16}×", f"{speedup:.2f}×",
                 speedup >= T_TRAIN_BF16, bf16_note)
+    # 5b. bf16 training still converges (the quality benchmark, trained once in each precision)
+    quality = results.get("quality")
+    name, goal = "bf16 training converges (quality benchmark)", f"each model within {T_BF16_QUALITY_DB:.0f} dB PSNR of fp32's"
+    if quality and quality["rows"]:
+        drops = [(r["fp32_psnr"] - r["bf16_psnr"], r) for r in quality["rows"]]
+        worst, row = max(drops, key=lambda d: d[0])
+        met = worst <= T_BF16_QUALITY_DB
+        lost = [r["name"] for _, r in drops if r["best_baseline_psnr"] is not None
+                and r["fp32_psnr"] > r["best_baseline_psnr"] >= r["bf16_psnr"]]
+        if lost:
+            met = False
+        add(name, goal, f"largest drop {worst:+.2f} dB ({row['name']}), {len(drops)} models"
+            + (f"; falls below a baseline fp32 beats: {', '.join(lost)}" if lost else ""), met,
+            f"{row['name']}: {row['fp32_psnr']:.2f} dB fp32, {row['bf16_psnr']:.2f} dB bf16")
+    else:
+        add(name, goal, "", None, missing="run scripts/quality.py in both precisions (see PERFORMANCE.md, Reproduce)")
     # 6. tiling memory
     for r in [r for r in results["workloads"] if r["id"].startswith("tiled/")]:
         if _ok(r):

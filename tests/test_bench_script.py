@@ -49,7 +49,12 @@ def test_quick_run_writes_both_files_with_every_workload(quick_run: tuple[Path, 
     # the ceilings and the targets are there, each with a verdict
     assert {"fp32_start", "bf16_start", "fp32_end", "bf16_end"} <= set(results["ceiling"])
     assert all(c["gflops"] > 0 for c in results["ceiling"].values())
-    assert len(results["targets"]) >= 10 and all(t["met"] in (True, False) for t in results["targets"])
+    # every target has a verdict, but the bf16 convergence check: it reads the quality benchmark's
+    # two runs, which a quick run does not attach, and says how to produce them
+    verdicts = {t["name"]: t for t in results["targets"]}
+    quality = verdicts.pop("bf16 training converges (quality benchmark)")
+    assert quality["met"] is None and "scripts/quality.py" in quality["measured"]
+    assert len(verdicts) >= 10 and all(t["met"] in (True, False) for t in verdicts.values())
     assert "## Targets" in markdown and results["machine"]["cpu"] in markdown
     # bf16 rows carry their PSNR against the fp32 output of the same photo
     assert all(rows[i]["psnr_vs_fp32_db"] > 20 for i in ids if i.startswith("infer/") and i.endswith("/bf16"))
