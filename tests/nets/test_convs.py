@@ -145,9 +145,21 @@ def test_new_weights_are_packed_again_and_shapes_are_bounded():
         assert _packed_entries(layer) == 1
         with torch.autocast("cpu", dtype=torch.bfloat16):
             layer(x)
-        assert _packed_entries(layer) == 2  # and one per dtype
+        # and one per dtype, where oneDNN computes bf16 at all (not on AVX2-only CPUs)
+        assert _packed_entries(layer) == (2 if convs._onednn_bf16() else 1)
     clone = copy.deepcopy(layer)  # packed copies live beside the module: copying and saving never see them
     assert _packed_entries(clone) == 0 and set(clone.state_dict()) == {"weight", "bias"}
+
+
+def test_bf16_without_onednn_bf16_takes_the_ordinary_operator(monkeypatch):
+    # AVX2-only CPUs: oneDNN's packed ops refuse bf16, so no packed copy is made or tried
+    monkeypatch.setattr(convs, "_onednn_bf16", lambda: False)
+    layer = Conv2d(64, 64, 4, 2, 1)
+    x = torch.randn(1, 64, 4, 4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, ordinary = layer(x), _ordinary(layer, x)
+    assert out.dtype == torch.bfloat16 and _packed_entries(layer) == 0
+    torch.testing.assert_close(out, ordinary)
 
 
 def test_only_layers_with_many_weights_for_their_map_are_packed(monkeypatch):

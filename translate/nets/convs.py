@@ -30,6 +30,7 @@ and the memory layout it would have returned.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import weakref
@@ -153,9 +154,19 @@ def _worth_packing(module: nn.Module, pixels: int) -> bool:
     return module.weight.numel() >= PACK_MIN_WEIGHTS_PER_PIXEL * pixels
 
 
+@functools.lru_cache(maxsize=1)
+def _onednn_bf16() -> bool:
+    """Whether oneDNN computes bf16 on this CPU (AVX-512 or newer). Elsewhere (AVX2) its packed
+    ops refuse bf16 at every call, and the ordinary operator's own fallback must run instead."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _packed_forward(module: nn.Module, x: Tensor, dtype: torch.dtype, transposed: bool) -> Tensor | None:
     """The layer's output through oneDNN with packed weights, or None where that is unavailable."""
-    if _STATE["broken"]:
+    if _STATE["broken"] or (dtype == torch.bfloat16 and not _onednn_bf16()):
         return None
     try:
         packed, bias = _packed_weights(module, x, dtype, transposed)
