@@ -213,14 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per workload (default: torch's, one per core; --quick: 1)")
     parser.add_argument("--render", action="store_true", help="rewrite PERFORMANCE.md from performance.json, measuring nothing")
-    parser.add_argument("--levers", action="store_true", help="measure the candidate speed levers only, keep the workloads")
+    parser.add_argument("--levers", nargs="*", metavar="NAME", default=None,
+                        help="measure the candidate speed levers only, keep the workloads; with NAMEs (bench_levers "
+                             "function names), only those, replacing their earlier entries")
     args = parser.parse_args(argv)
     if args.base_channels < 1:
         parser.error(f"--base-channels must be >= 1, got {args.base_channels}")
 
     # one thread keeps the smoke run fast on a busy machine: tiny ops pay OpenMP barriers otherwise
     # (the levers compare thread counts themselves, so they keep torch's default)
-    bench_common.THREADS = args.threads or (1 if args.quick and not args.levers else None)
+    bench_common.THREADS = args.threads or (1 if args.quick and args.levers is None else None)
     started = time.perf_counter()
     previous = _read_previous(args.out / "performance.json")
     if args.render:
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         previous["targets"] = evaluate(previous)
         write(previous, args.out)
         return 0
-    if args.levers:
+    if args.levers is not None:
         import bench_levers
 
         bench_common.prewarm()
@@ -238,14 +240,26 @@ def main(argv: list[str] | None = None) -> int:
         if not previous:
             parser.error(f"--levers adds to an existing run: run the workloads first ({args.out / 'performance.json'} is missing)")
         results = previous
-        results["conv_backward"] = run_isolated(conv_backward_ceiling, quick=args.quick)
-        results["levers"] = bench_levers.run_levers(base=args.base_channels, quick=args.quick)
-        results["levers_measured"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        results["levers_threads"] = bench_common.THREADS
+        stamp_legacy_levers(results)
+        names = set(args.levers) or None
+        if names is None:
+            results["conv_backward"] = run_isolated(conv_backward_ceiling, quick=args.quick)
+        try:
+            fresh = bench_levers.run_levers(base=args.base_channels, quick=args.quick, names=names)
+        except ValueError as exc:
+            parser.error(f"--levers: {exc}")
+        stamp = {"measured": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": bench_common.machine_info(),
+                 "threads": bench_common.THREADS}
+        fresh = [{**lever, **stamp} for lever in fresh]
+        if names is None:
+            results["levers"] = fresh
+        else:  # the named levers replace their earlier entries, in place; new ones go last
+            kept = [lv for lv in results.get("levers", []) if lv.get("source") not in names]
+            results["levers"] = kept + fresh
         attach_quality(results, args.out)
         results["targets"] = evaluate(results)
         write(results, args.out)
-        for lever in results["levers"]:
+        for lever in fresh:
             print(lever)
         return 0
 
@@ -278,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         results["ceiling"][f"{precision}_end"] = run_isolated(conv_ceiling, precision, quick=args.quick, repeats=5)
     results["loadavg_end"] = load_average()
     if previous.get("levers") and previous.get("mode") == results["mode"]:
-        results["levers"], results["levers_measured"] = previous["levers"], previous.get("levers_measured")
+        stamp_legacy_levers(previous)  # they keep the machine and date they were measured on
+        results["levers"] = previous["levers"]
     results["wall_s"] = time.perf_counter() - started
     if not args.quick:
         attach_quality(results, args.out)
@@ -286,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     write(results, args.out)
     print_table(results)
     return 0
+
+
+def stamp_legacy_levers(results: dict[str, Any]) -> None:
+    """Give lever entries from before per-entry stamps the run's date, machine and threads."""
+    for lever in results.get("levers", []):
+        lever.setdefault("measured", results.get("levers_measured"))
+        lever.setdefault("machine", results.get("machine"))
+        lever.setdefault("threads", results.get("levers_threads"))
 
 
 def attach_quality(results: dict[str, Any], out: Path) -> None:

@@ -47,6 +47,14 @@ QUICK_CEILING_SHAPE = (1, 64, 32, 32)
 THREADS: int | None = None  # torch threads in the children; None keeps torch's default (one per core)
 
 
+def set_threads(threads: int | None) -> None:
+    """Set torch's threads in a child (None keeps torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run ``fn(*args, **kwargs)`` in a forked child; return its dict plus ``peak_rss_mb``.
 
@@ -90,10 +98,7 @@ def prewarm() -> None:
 
 def _child(sender: Any, fn: Callable[..., dict[str, Any]], args: tuple, kwargs: dict) -> None:
     try:
-        if THREADS:
-            import torch
-
-            torch.set_num_threads(THREADS)
+        set_threads(THREADS)
         result = fn(*args, **kwargs)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         # ru_maxrss is in KiB on Linux; a forked child starts from its own current RSS

@@ -53,6 +53,22 @@ def _runs(r: dict[str, Any]) -> str:
     return f"{secs(r['seconds'])} ({n} run{'s' if n != 1 else ''}{', cold' if not warm and r['id'].split('/')[0] in ('infer', 'train') else ''})"
 
 
+def cpu_tag(machine: dict[str, Any] | None) -> str:
+    """The CPU class that decides these numbers: AVX512-BF16 (or AMX), AVX-512, or AVX2."""
+    if not machine:
+        return "?"
+    if machine.get("avx512_bf16") or machine.get("amx_bf16"):
+        return "AVX512-BF16"
+    return "AVX-512" if machine.get("avx512") else "AVX2"
+
+
+def measured_on(lever: dict[str, Any], results: dict[str, Any]) -> str:
+    """When and where a lever was measured (derived rows: the workload run's own)."""
+    date = (lever.get("measured") or results.get("started") or "?")[:10]
+    threads = lever["threads"] if "threads" in lever else (results.get("machine") or {}).get("bench_threads")
+    return f"{date}, {cpu_tag(lever.get('machine') or results.get('machine'))}" + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines: list[str] = []
@@ -176,22 +192,23 @@ def render_markdown(results: dict[str, Any]) -> str:
     if not levers:
         add("Not measured in this run (`python scripts/bench.py --levers` measures them).")
     else:
-        add("Each lever's before and after run in one process, interleaved (A B B A …), medians; measured by "
-            f"`python scripts/bench.py --levers` on {results.get('levers_measured', '?')}"
-            f"{' with --threads ' + str(results['levers_threads']) if results.get('levers_threads') else ''}. The last rows come "
-            "from the workload rows above (same-process pairs).")
+        add("Each lever's before and after run in one process, interleaved (A B B A …), medians, or where the "
+            "setting is per process (memory, allocator) in alternating processes; measured by "
+            "`python scripts/bench.py --levers [NAME …]`. *Measured* says when, on which CPU and with how many "
+            "threads: levers measured on another machine than the results above compare only with each other. "
+            "The last rows come from the workload rows above (same-process pairs).")
         add("")
         add("*Predicted* is what the lever was expected to do before it was measured whole (from the "
             "per-layer or per-op measurements that suggested it), where it was written down.")
         add("")
-        add("| Lever | Workload | Predicted | Before | After | Change | Verdict |")
-        add("| --- | --- | --- | ---: | ---: | ---: | --- |")
+        add("| Lever | Workload | Predicted | Before | After | Change | Verdict | Measured |")
+        add("| --- | --- | --- | ---: | ---: | ---: | --- | --- |")
         for lv in levers + derived_levers(results):
             if lv.get("status", "ok") != "ok":
                 add(f"| {lv['lever']} | {lv.get('workload', '')} | | | | | failed: {lv.get('error', '')} |")
                 continue
             add(f"| {lv['lever']} | {lv['workload']} | {lv.get('predicted', '–')} | {lv['before']} | {lv['after']} | "
-                f"{lv['change']} | {_lever_verdict(lv, results)} |")
+                f"{lv['change']} | {_lever_verdict(lv, results)} | {measured_on(lv, results)} |")
     add("")
     add("## Method")
     add("")
@@ -300,10 +317,10 @@ METHOD = [
     "end-to-end run over its wall time.",
     "`translate video`: `translate_video` on an H.264 640×360 clip made with PyAV (a pan across two photos), "
     "against `translate_batch` on the clip's decoded frames in batches of the same size, before and after.",
-    "Training: iterations with batch 1, built and stepped as `translate.train.loop.train` does — `build_nets`, "
-    "channels-last batches (weights contiguous on CPU, as the loop keeps them), fused Adam, `PhaseModule` per "
-    "phase, autocast around each phase, both backwards, the "
-    "finite-gradient check, both optimizer and scheduler steps — with data loading, logging and "
+    "Training: iterations with batch 1, built as `translate.train.loop.train` builds them and stepped by the "
+    "loop's own `TrainStep` — `build_nets`, channels-last batches (weights contiguous on CPU, as the loop keeps "
+    "them), fused Adam, each generator part under autocast and backpropagated before the next, the "
+    "discriminator step, the finite-gradient check, both optimizer and scheduler steps — with data loading, logging and "
     "checkpoints left out (this is the loop's compute, not its I/O). fp32 and bf16 steps alternate on the "
     "same networks and optimizers. FLOPs are counted over a whole iteration: every forward and backward "
     "the objective runs (generators, discriminators, identity and cycle passes).",

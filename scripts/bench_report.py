@@ -76,7 +76,8 @@ def memory_text(row: dict[str, Any]) -> str:
     # parameters, gradients and Adam's two moments, all fp32
     state = 16 * params / 2**30
     return (f"{row['parameters'] / 1e6:.1f} M parameters hold {state:.2f} GB with gradients and Adam moments; "
-            f"the rest is activations saved for the backward of {6 if row.get('model') == 'cyclegan' else 1} generator passes "
+            f"the rest is activations saved for the backward of one generator part at a time "
+            f"({'two generator passes and a discriminator' if row.get('model') == 'cyclegan' else 'the generator and the discriminator'}) "
             f"and the ~0.5 GB of torch itself")
 
 

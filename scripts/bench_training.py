@@ -6,8 +6,8 @@ Runs inside a forked child (see ``bench_common.run_isolated``), like the workloa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any, Literal
 
 import numpy as np
@@ -15,32 +15,51 @@ import numpy as np
 from bench_common import Precision, Variant, measure_interleaved, photo, to_batch
 from bench_workloads import ceilings, variant_row
 
+def all_parts(parts: tuple[Any, ...]) -> Any:
+    """One generator part that runs ``parts`` in turn: all their activations alive at once."""
+
+    def part(nets: Any, batch: Any, tc: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        losses: dict[str, Any] = {}
+        outputs: dict[str, Any] = {}
+        for p in parts:
+            part_losses, images = p(nets, batch, tc)
+            losses.update(part_losses)
+            outputs.update(images)
+        return losses, outputs
+
+    return part
+
+
 def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels: int,
-                  fused_adam: bool | None = None, channels_last: bool = True) -> tuple[Callable[[Precision], Callable[[], None]], dict[str, Any]]:
+                  fused_adam: bool | None = None, channels_last: bool = True, one_backward: bool = False) -> tuple[Callable[[Precision], Callable[[], None]], dict[str, Any]]:
     """Training iterations (batch 1), built as ``translate.train.loop.train`` builds them.
 
-    ``make_step(precision)`` returns a callable that mirrors the loop body line for line
-    (requires_grad toggles, autocast around each phase, zero_grad, backward, finite-gradient
-    check, both Adam steps, both scheduler steps); data loading, logging and checkpoints are left
-    out. Steps of both precisions share the networks and optimizers. ``fused_adam`` None takes
-    the loop's Adam (``adam_kernel``); True/False force fused/foreach. Returns ``make_step`` and
-    a description of what it trains.
+    ``make_step(precision)`` returns a callable that runs the loop's own ``TrainStep`` (every
+    generator part and its backward, the discriminator step, the finite-gradient check, both Adam
+    steps) and both scheduler steps; data loading, logging and checkpoints are left out. Steps
+    of both precisions share the networks and optimizers. ``fused_adam`` None takes
+    the loop's Adam (``adam_kernel``); True/False force fused/foreach. ``one_backward`` runs every
+    generator part before one backward of all their losses (the step before parts, for the
+    lever that measures them). Returns ``make_step`` and a description of what it trains.
     """
     import itertools
 
     import torch
 
     from translate.config import preset
-    from translate.train.loop import (PhaseModule, adam_kernel, align_to_params, autocast_dtype, build_nets,
-                                      channels_last_weights, grads_finite)
+    from translate.train.loop import adam_kernel, autocast_dtype, build_nets, channels_last_weights
     from translate.train.objectives import OBJECTIVES, DiscContext
     from translate.train.pool import ImagePool
     from translate.train.schedules import build_scheduler
+    from translate.train.step import PhaseModule, TrainStep
 
     cfg = preset(model)
     cfg.net.base_channels_g = cfg.net.base_channels_d = base_channels
     tc = cfg.train
     objective = OBJECTIVES[cfg.model]
+    if one_backward:
+        parts_of = objective.generator_parts
+        objective = dataclasses.replace(objective, generator_parts=lambda c: (all_parts(parts_of(c)),))
     torch.manual_seed(tc.seed)
     nets = build_nets(cfg, objective)
     for module in nets.values():
@@ -55,8 +74,8 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
     sched_g = build_scheduler(opt_g, tc, 1000)
     sched_d = build_scheduler(opt_d, tc, 1000)
     pools = {k: ImagePool(tc.pool_size, seed=tc.seed + i) for i, k in enumerate(objective.pools)}
-    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, nets, objective.generator_step)
-    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, nets, objective.discriminator_step)
+    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, nets)
+    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, nets)
     ctx = DiscContext(cfg=tc, pools=pools, generator=torch.Generator())
     if model == "cyclegan":
         real_a, real_b = photo("astronaut", side), photo("chelsea", side)
@@ -72,31 +91,11 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
 
     def make_step(precision: Precision) -> Callable[[], None]:
         amp_dtype = autocast_dtype(precision, torch.device("cpu"))
-
-        def autocast():
-            return torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+        train_step = TrainStep.build(cfg, objective, nets, g_phase, d_phase, opt_g, opt_d,
+                                     torch.amp.GradScaler("cpu", enabled=False), amp_dtype, "cpu")
 
         def step() -> None:
-            for name in objective.discriminators:
-                nets[name].requires_grad_(False)
-            with autocast():
-                g_losses, outputs = g_phase(batch, tc)
-            g_total = sum(g_losses.values())
-            opt_g.zero_grad(set_to_none=True)
-            g_total.backward()
-            for name in objective.discriminators:
-                nets[name].requires_grad_(True)
-            with autocast():
-                d_losses = d_phase(batch, outputs, ctx)
-            d_total = sum(d_losses.values())
-            opt_d.zero_grad(set_to_none=True)
-            d_total.backward()
-            if kernel.get("fused"):
-                align_to_params(opt_g)
-                align_to_params(opt_d)
-            if grads_finite(gen_params) and grads_finite(disc_params):
-                opt_g.step()
-                opt_d.step()
+            train_step(batch, tc, ctx)
             sched_g.step()
             sched_d.step()
 

@@ -153,15 +153,20 @@ def _nan_objective(monkeypatch, bad_steps: set[int]) -> None:
     original = loop_module.OBJECTIVES["cyclegan"]
     calls = []
 
-    def generator_step(nets, batch, cfg):
-        losses, outputs = original.generator_step(nets, batch, cfg)
-        calls.append(1)
-        if len(calls) in bad_steps:
-            losses = {**losses, "cycle_a": losses["cycle_a"] * float("nan")}
-        return losses, outputs
+    def generator_parts(cfg):
+        first, *rest = original.generator_parts(cfg)
+
+        def cycle_a(nets, batch, train_cfg):  # the first part: called once per step
+            losses, outputs = first(nets, batch, train_cfg)
+            calls.append(1)
+            if len(calls) in bad_steps:
+                losses = {**losses, "cycle_a": losses["cycle_a"] * float("nan")}
+            return losses, outputs
+
+        return (cycle_a, *rest)
 
     monkeypatch.setitem(loop_module.OBJECTIVES, "cyclegan",
-                        dataclasses.replace(original, generator_step=generator_step))
+                        dataclasses.replace(original, generator_parts=generator_parts))
 
 
 def all_checkpoints_finite(run: Path) -> bool:

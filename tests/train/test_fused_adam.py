@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from translate.train.loop import align_to_params
+from translate.train.step import align_to_params
 
 
 def adam_steps(kernel: dict, *, contiguous_state: bool, contiguous_grads: bool) -> torch.Tensor:

@@ -18,7 +18,6 @@ import math
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from translate.train.objectives import OBJECTIVES, DiscContext, Objective
 from translate.train.pool import ImagePool
 from translate.train.sampler import ResumableSampler
 from translate.train.schedules import build_scheduler, scheduler_state
+from translate.train.step import PhaseModule, TrainStep
 from translate.train.validation import Validator
 
 log = logging.getLogger("translate")
@@ -112,15 +112,6 @@ def init_from_weights(nets: dict[str, nn.Module], source: dict[str, dict[str, to
     return loaded
 
 
-def grads_finite(params: list[nn.Parameter]) -> bool:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return True
-    # one fused reduction instead of a check per tensor; identical on all ranks after all-reduce
-    norms = torch._foreach_norm(grads)
-    return bool(torch.isfinite(torch.stack(norms)).all())
-
-
 def adam_kernel(device: torch.device) -> dict[str, bool]:
     """Adam's implementation: one fused kernel per step where PyTorch has it (CPU, CUDA): 4.8x
     faster than foreach on CPU for CycleGAN's 28 M parameters (docs/PERFORMANCE.md, levers).
@@ -138,25 +129,6 @@ def channels_last_weights(device: torch.device) -> bool:
     contiguous (one core).
     """
     return device.type == "cuda"
-
-
-def align_to_params(opt: torch.optim.Optimizer) -> None:
-    """Give every gradient and optimizer-state tensor its parameter's strides.
-
-    Fused Adam walks parameter, gradient and state memory in one order: on CPU it silently
-    computes wrong updates when their layouts differ (PyTorch 2.14; CUDA raises instead). They
-    differ for channels-last weights after a resume (state is stored contiguous), and would for
-    any gradient produced in another layout. A no-op, two stride checks per tensor, when nothing
-    differs.
-    """
-    for group in opt.param_groups:
-        for p in group["params"]:
-            if p.grad is not None and p.grad.stride() != p.stride():
-                p.grad = torch.empty_like(p).copy_(p.grad)
-            state = opt.state.get(p, {})
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
-                    state[key] = torch.empty_like(p).copy_(value)
 
 
 class StopFlag:
@@ -202,25 +174,6 @@ class AugmentedDiscriminator(nn.Module):
         from translate.augment import diff_augment
 
         return self._disc[0](diff_augment(x, self.policy, generator=self.generator))
-
-
-class PhaseModule(nn.Module):
-    """One phase of an objective (generator or discriminator step) as a single module call.
-
-    Args:
-        trained: the networks this phase updates (registered: DDP synchronises them).
-        all_nets: every network by name, passed to ``step`` (the others are not registered).
-        step: the objective's function, called as ``step(all_nets, *args)``.
-    """
-
-    def __init__(self, trained: dict[str, nn.Module], all_nets: dict[str, nn.Module], step: Any) -> None:
-        super().__init__()
-        self.trained = nn.ModuleDict(trained)
-        self._all_nets = dict(all_nets)  # a plain dict: not registered as submodules
-        self._step = step
-
-    def forward(self, *args: Any) -> Any:
-        return self._step(self._all_nets, *args)
 
 
 @dataclass
@@ -324,9 +277,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
             log.info("resumed %s at step %d (epoch %d)", resume.path, counters.step, counters.epoch)
 
     # One module per phase, holding as parameters only the networks that phase trains; the
-    # others ride along unregistered. Under DDP each phase is then ONE forward per backward:
-    # calling a DDP module several times before one backward (gen_ab runs three times in a
-    # CycleGAN step) silently mis-synchronises its gradients.
+    # others ride along unregistered (step.py says why DDP needs this).
     aug_generator = torch.Generator()
     seen_by_objective: dict[str, nn.Module] = dict(nets)
     if tc.diffaug:
@@ -335,12 +286,13 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                 seen_by_objective[name] = AugmentedDiscriminator(nets[name], tc.diffaug, aug_generator)
         except ValueError as exc:
             raise UserError(f"config train.diffaug: {exc}") from None
-    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, seen_by_objective, objective.generator_step)
-    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, seen_by_objective, objective.discriminator_step)
+    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, seen_by_objective)
+    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, seen_by_objective)
     if dist_info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         g_phase = DistributedDataParallel(g_phase, device_ids=ids)
         d_phase = DistributedDataParallel(d_phase, device_ids=ids)
+    train_step = TrainStep.build(cfg, objective, nets, g_phase, d_phase, opt_g, opt_d, scaler, amp_dtype, device.type)
     gp_generator = torch.Generator()
     ctx = DiscContext(cfg=tc, pools=pools, generator=gp_generator)
 
@@ -353,7 +305,6 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
         write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
     stop = StopFlag()
     stop.install()
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     bar = tqdm(total=stop_at, initial=counters.step, disable=not (main and sys.stderr.isatty()), unit="step", dynamic_ncols=True)
     running: dict[str, torch.Tensor] = {}
     window_start, window_images, bad_steps = time.perf_counter(), 0, 0
@@ -404,34 +355,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                     if channels_last:
                         batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
 
-                # generator step: discriminators frozen, so no gradient is computed for them
-                for name in objective.discriminators:
-                    nets[name].requires_grad_(False)
-                with autocast:
-                    g_losses, outputs = g_phase(batch, tc)
-                g_total = sum(g_losses.values())
-                opt_g.zero_grad(set_to_none=True)
-                scaler.scale(g_total).backward()
-                for name in objective.discriminators:
-                    nets[name].requires_grad_(True)
-
-                # discriminator step on the (detached) fakes just made
-                with autocast:
-                    d_losses = d_phase(batch, outputs, ctx)
-                d_total = sum(d_losses.values())
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(d_total).backward()
-
-                if kernel.get("fused"):
-                    align_to_params(opt_g)
-                    align_to_params(opt_d)
-                if scaler.is_enabled():  # fp16: the scaler skips steps with inf/NaN itself
-                    scaler.step(opt_g)
-                    scaler.step(opt_d)
-                    scaler.update()
-                elif grads_finite(gen_params) and grads_finite(disc_params):
-                    opt_g.step()
-                    opt_d.step()
+                result = train_step(batch, tc, ctx)
+                g_losses, d_losses, outputs = result.g_losses, result.d_losses, result.outputs
+                if result.applied:
                     bad_steps = 0
                 else:
                     bad_steps += 1

@@ -4,10 +4,15 @@ Names in code vs the CycleGAN paper (Zhu et al. 2017): ``gen_ab`` = G (X→Y), `
 (Y→X), ``disc_a`` = D_X, ``disc_b`` = D_Y; domain A = X, B = Y. pix2pix (Isola et al. 2017)
 uses ``gen_ab`` = G and ``disc_b`` = D, conditioned on the input image.
 
-Each objective has two functions the training loop calls in turn:
+Each objective gives the training loop two kinds of function, called in turn every step:
 
-- ``generator_step(nets, batch, cfg) -> (losses, outputs)``: generator losses and the images
-  it produced (reused by the discriminator step and the sample grids: never recomputed).
+- generator parts, ``part(nets, batch, cfg) -> (losses, outputs)``: generator losses and the
+  images they produced (reused by the discriminator step and the sample grids: never
+  recomputed). A part is one independent graph: the loop backpropagates each part's losses as
+  soon as it has computed them, so only one part's activations are alive at a time. The
+  generator gradient is the same sum as one backward of all losses (addition reordered), at a
+  fraction of the memory: CycleGAN's six generator passes become three parts of two
+  (256-px training peak RSS 3.8 -> 2.3 GB, measured: docs/PERFORMANCE.md, levers).
 - ``discriminator_step(nets, batch, outputs, ctx) -> losses``.
 
 Every loss is already weighted; the loop sums them, backpropagates, steps and logs.
@@ -28,6 +33,7 @@ from translate.train.pool import ImagePool
 
 Nets = dict[str, nn.Module]
 Losses = dict[str, Tensor]
+GeneratorPart = Callable[[Nets, dict[str, Any], TrainConfig], tuple[Losses, dict[str, Tensor]]]
 
 
 @dataclass
@@ -51,27 +57,43 @@ def _disc_loss(disc: nn.Module, real: Tensor, fake: Tensor, ctx: DiscContext) ->
 # ---------------------------------------------------------------------------- CycleGAN
 
 
-def cyclegan_generator_step(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
+def _cycle(nets: Nets, real: Tensor, there: str, back: str, judge: str, cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """real -> fake -> reconstruction: (adversarial loss of ``there``'s output, cycle loss, fake, rec)."""
+    fake = nets[there](real)
+    rec = nets[back](fake)
+    adversarial = gan_loss(nets[judge](fake), True, cfg.gan_mode, for_discriminator=False)
+    return adversarial, cfg.lambda_cycle * cycle_loss(rec, real), fake, rec
+
+
+def cyclegan_cycle_a(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
+    """A -> B -> A: G's adversarial loss against D_Y and the forward cycle ||F(G(a)) - a||."""
+    g_ab, cycle_a, fake_b, rec_a = _cycle(nets, batch["A"], "gen_ab", "gen_ba", "disc_b", cfg)
+    return {"g_ab": g_ab, "cycle_a": cycle_a}, {"fake_b": fake_b, "rec_a": rec_a}
+
+
+def cyclegan_cycle_b(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
+    """B -> A -> B: F's adversarial loss against D_X and the backward cycle ||G(F(b)) - b||."""
+    g_ba, cycle_b, fake_a, rec_b = _cycle(nets, batch["B"], "gen_ba", "gen_ab", "disc_a", cfg)
+    return {"g_ba": g_ba, "cycle_b": cycle_b}, {"fake_a": fake_a, "rec_b": rec_b}
+
+
+def cyclegan_identity(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
+    """Identity (paper §5.2): G(b) ≈ b and F(a) ≈ a keep colours."""
     real_a, real_b = batch["A"], batch["B"]
-    gen_ab, gen_ba = nets["gen_ab"], nets["gen_ba"]
-    fake_b = gen_ab(real_a)
-    rec_a = gen_ba(fake_b)
-    fake_a = gen_ba(real_b)
-    rec_b = gen_ab(fake_a)
-    mode = cfg.gan_mode
+    weight = cfg.lambda_cycle * cfg.lambda_identity
     losses = {
-        "g_ab": gan_loss(nets["disc_b"](fake_b), True, mode, for_discriminator=False),
-        "g_ba": gan_loss(nets["disc_a"](fake_a), True, mode, for_discriminator=False),
-        "cycle_a": cfg.lambda_cycle * cycle_loss(rec_a, real_a),
-        "cycle_b": cfg.lambda_cycle * cycle_loss(rec_b, real_b),
+        "idt_a": weight * identity_loss(nets["gen_ab"](real_b), real_b),
+        "idt_b": weight * identity_loss(nets["gen_ba"](real_a), real_a),
     }
-    # identity (paper §5.2): G(y) ≈ y keeps colours; only defined when both domains share channels
-    if cfg.lambda_identity > 0 and real_a.shape[1] == real_b.shape[1]:
-        weight = cfg.lambda_cycle * cfg.lambda_identity
-        losses["idt_a"] = weight * identity_loss(gen_ab(real_b), real_b)
-        losses["idt_b"] = weight * identity_loss(gen_ba(real_a), real_a)
-    outputs = {"fake_a": fake_a, "fake_b": fake_b, "rec_a": rec_a, "rec_b": rec_b}
-    return losses, outputs
+    return losses, {}
+
+
+def cyclegan_generator_parts(cfg: RunConfig) -> tuple[GeneratorPart, ...]:
+    parts: tuple[GeneratorPart, ...] = (cyclegan_cycle_a, cyclegan_cycle_b)
+    # identity is only defined when both domains have the same channels (G takes B's images)
+    if cfg.train.lambda_identity > 0 and cfg.net.in_channels == cfg.net.out_channels:
+        parts += (cyclegan_identity,)
+    return parts
 
 
 def cyclegan_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[str, Tensor], ctx: DiscContext) -> Losses:
@@ -86,7 +108,7 @@ def cyclegan_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict
 # ---------------------------------------------------------------------------- pix2pix
 
 
-def pix2pix_generator_step(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
+def pix2pix_generator(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
     real_a, real_b = batch["A"], batch["B"]
     fake_b = nets["gen_ab"](real_a)
     # conditional GAN: D judges the (input, output) pair
@@ -96,6 +118,10 @@ def pix2pix_generator_step(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) 
         "l1": cfg.lambda_l1 * l1_loss(fake_b, real_b),
     }
     return losses, {"fake_b": fake_b}
+
+
+def pix2pix_generator_parts(cfg: RunConfig) -> tuple[GeneratorPart, ...]:
+    return (pix2pix_generator,)
 
 
 def pix2pix_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[str, Tensor], ctx: DiscContext) -> Losses:
@@ -115,7 +141,7 @@ class Objective:
     generators: tuple[str, ...]
     discriminators: tuple[str, ...]
     pools: tuple[str, ...]
-    generator_step: Callable[..., tuple[Losses, dict[str, Tensor]]]
+    generator_parts: Callable[[RunConfig], tuple[GeneratorPart, ...]]  # the parts this config trains, in order
     discriminator_step: Callable[..., Losses]
     sample_rows: tuple[tuple[str, ...], ...]  # rows of the sample grid, by tensor name
 
@@ -130,7 +156,7 @@ OBJECTIVES: dict[str, Objective] = {
         generators=("gen_ab", "gen_ba"),
         discriminators=("disc_a", "disc_b"),
         pools=("a", "b"),
-        generator_step=cyclegan_generator_step,
+        generator_parts=cyclegan_generator_parts,
         discriminator_step=cyclegan_discriminator_step,
         sample_rows=(("A", "fake_b", "rec_a"), ("B", "fake_a", "rec_b")),
     ),
@@ -138,7 +164,7 @@ OBJECTIVES: dict[str, Objective] = {
         generators=("gen_ab",),
         discriminators=("disc_b",),
         pools=("b",),
-        generator_step=pix2pix_generator_step,
+        generator_parts=pix2pix_generator_parts,
         discriminator_step=pix2pix_discriminator_step,
         sample_rows=(("A", "fake_b", "B"),),
     ),
