@@ -28,6 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from translate.hardware import prefer_huge_pages  # noqa: E402
+
+prefer_huge_pages()  # as the CLI does, before torch is imported: the workloads run as users run them
+
 import bench_common  # noqa: E402
 from bench_common import conv_backward_ceiling, conv_ceiling, load_average, machine_info, run_isolated  # noqa: E402
 from bench_markdown import render_markdown  # noqa: E402

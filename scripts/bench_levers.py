@@ -400,6 +400,7 @@ def huge_pages(base: int, rounds: int, sides: tuple[int, int]) -> dict[str, Any]
                          f"{statistics.median(r['peak_rss_mb'] for r in runs['0']) / 1024:.2f} → "
                          f"{statistics.median(r['peak_rss_mb'] for r in runs['1']) / 1024:.2f} GB")
         row["predicted"] = f"a few % at {sides[1]}²: 512× fewer page faults; the kernel still zeroes every fresh page"
+        row["verdict"] = "applied (hardware.prefer_huge_pages, by the CLI before torch starts): " + row["verdict"]
         out.append(row)
     return {"levers": out}
 

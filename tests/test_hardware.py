@@ -84,3 +84,42 @@ def test_memory_budget_reaches_the_translator_and_is_checked(tiny_generator_fact
     assert err.count("\n") == 1 and "--memory-budget 10: too small" in err
     assert not (tmp_path / "out.png").exists()
 
+
+
+def _thp_mode() -> str | None:
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8").read()
+    except OSError:
+        return None
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else None
+
+
+def _anon_huge_kb(env: dict[str, str]) -> int:
+    """AnonHugePages of a fresh interpreter that imports the CLI, then torch, and fills 64 MB."""
+    import subprocess
+    import sys
+
+    code = ("import translate.cli, torch\n"
+            "x = torch.empty(64 << 20, dtype=torch.uint8); x.fill_(1)\n"
+            "print([l for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0].split()[1])")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | env
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+@pytest.mark.skipif(_thp_mode() not in ("always", "madvise") or not os.path.exists("/proc/self/smaps_rollup"),
+                    reason="no transparent huge pages on this kernel")
+def test_the_cli_gives_large_tensors_huge_pages_unless_the_user_says_no():
+    assert _anon_huge_kb({}) >= 32 * 1024  # most of the 64 MB tensor sits in 2 MB pages
+    if _thp_mode() == "madvise":  # "always" gives huge pages whatever the allocator asks
+        assert _anon_huge_kb({"THP_MEM_ALLOC_ENABLE": "0"}) == 0
+
+
+def test_prefer_huge_pages_keeps_a_value_the_user_set(monkeypatch):
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    hardware.prefer_huge_pages()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE")
+    hardware.prefer_huge_pages()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"

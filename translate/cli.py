@@ -12,7 +12,9 @@ import importlib
 import sys
 
 from translate.errors import UserError
-from translate.hardware import set_threads
+from translate.hardware import prefer_huge_pages, set_threads
+
+prefer_huge_pages()  # before anything imports torch
 
 COMMANDS = ("train", "apply", "video", "export", "eval", "demo")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 from translate.errors import UserError
 
@@ -50,6 +51,19 @@ def warn_emulated_bf16() -> None:
     """Say once per process that bf16 on this CPU is emulated (slower than fp32)."""
     log.warning("--precision bf16: this CPU shows no native bf16 (no AVX512-BF16, AMX or Arm BF16), so PyTorch "
                 "emulates it at about 0.2-0.6x the speed of fp32; --precision fp32 is likely faster here")
+
+
+def prefer_huge_pages() -> None:
+    """Have PyTorch's CPU allocator ask for transparent huge pages on tensors of 2 MB or more.
+
+    PyTorch reads ``THP_MEM_ALLOC_ENABLE`` once, when it starts, so this must run before torch
+    is imported (the CLI does it first thing); a value the user set, ``0`` included, is kept.
+    Large activations are freed and mapped afresh at every layer, one page fault per 4 KB page:
+    with 2 MB pages a ResNet-9 forward at 1024² takes 1.5 M faults fewer and ran 4 % faster
+    (kernel and user time both down, the same peak memory; no change at 256²; docs/PERFORMANCE.md,
+    levers). Where the kernel's THP mode is ``never`` it does nothing.
+    """
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 def set_threads(threads: int | None) -> None:
