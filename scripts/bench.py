@@ -6,6 +6,7 @@
     python scripts/bench.py                 # full run (~15 min on 2 cores)
     python scripts/bench.py --quick         # every workload at tiny sizes: a smoke test, not numbers
     python scripts/bench.py --levers        # before/after measurements of candidate speed levers only
+    python scripts/bench.py --levers huge_pages   # only the named levers (bench_levers functions)
     python scripts/bench.py --only infer/resnet_9blocks/256   # a subset (ids as in performance.json)
 
 In one run: the machine's convolution ceiling (fp32, bf16), then generator inference
@@ -198,8 +199,25 @@ def print_table(results: dict[str, Any]) -> None:
 
 def write(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    results["other_runs"] = other_runs(out)
     (out / "performance.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n", encoding="utf-8")
     (out / "PERFORMANCE.md").write_text(render_markdown(results), encoding="utf-8")
+
+
+def other_runs(out: Path) -> list[dict[str, Any]]:
+    """Full runs of this benchmark in folders below ``out`` (e.g. ``docs/avx2`` from another
+    machine), for the report to point at."""
+    from bench_markdown import cpu_tag
+
+    found = []
+    for path in sorted(out.glob("*/performance.json")):
+        run = _read_previous(path)
+        if run.get("mode") != "full" or not run.get("targets"):
+            continue
+        found.append({"path": f"{path.parent.name}/PERFORMANCE.md", "cpu": run["machine"]["cpu"],
+                      "cpu_tag": cpu_tag(run["machine"]), "started": run.get("started"),
+                      "met": sum(t["met"] is True for t in run["targets"]), "checks": len(run["targets"])})
+    return found
 
 
 def _json_default(value: Any) -> Any:

@@ -69,6 +69,23 @@ def measured_on(lever: dict[str, Any], results: dict[str, Any]) -> str:
     return f"{date}, {cpu_tag(lever.get('machine') or results.get('machine'))}" + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")
 
 
+def later_lines(results: dict[str, Any]) -> list[str]:
+    """What the Results table does not show: levers measured after its run, and runs of this
+    benchmark on other machines (``results["other_runs"]``, folders beside this report)."""
+    out = []
+    here = cpu_tag(results.get("machine"))
+    for tag in sorted({cpu_tag(lv.get("machine")) for lv in results.get("levers") or []} - {here, "?"}):
+        elsewhere = [lv for lv in results["levers"] if cpu_tag(lv.get("machine")) == tag]
+        applied = sorted({lv["lever"] for lv in elsewhere if lv.get("verdict", "").startswith("applied")})
+        out.append(f"{len(elsewhere)} lever rows were measured later on an {tag} CPU (*Levers*, *Measured* column)"
+                   + (f"; applied since this run, so not in the Results table: {'; '.join(applied)}" if applied else "")
+                   + ".")
+    for other in results.get("other_runs") or []:
+        out.append(f"The same benchmark on {other['cpu_tag']} ({other['cpu']}, {other['started']}, "
+                   f"{other['met']} of {other['checks']} targets met): [{other['path']}]({other['path']}).")
+    return out
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines: list[str] = []
@@ -81,7 +98,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("")
     add("## Summary")
     add("")
-    for line in summary_lines(results):
+    for line in summary_lines(results) + later_lines(results):
         add(f"- {line}")
     add("")
     add("## Machine")
@@ -221,6 +238,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("python scripts/bench.py            # full run, ~15 min on 2 cores; writes docs/PERFORMANCE.md and docs/performance.json")
     add("python scripts/bench.py --quick    # smoke run at tiny sizes (numbers are not meaningful)")
     add("python scripts/bench.py --levers   # before/after measurements of the candidate speed levers only")
+    add("python scripts/bench.py --levers generator_parts huge_pages   # only those (bench_levers function names)")
+    add("python scripts/bench.py --out docs/avx2   # a run on another machine, in its own folder (linked from docs/PERFORMANCE.md)")
     add("python scripts/quality.py --seeds 2 && python scripts/quality.py --seeds 2 --precision bf16 \\")
     add("    --out docs/quality_bf16 --work runs/quality_bf16   # the bf16 convergence check (~30 min)")
     add("```")

@@ -66,3 +66,34 @@ def test_bad_width_is_refused() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--base-channels", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--base-channels must be >= 1, got 0" in proc.stderr
+
+
+def test_named_levers_replace_only_their_own_entries(quick_run, tmp_path: Path) -> None:
+    import shutil
+
+    out, proc = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shutil.copytree(out, tmp_path / "run")
+    out = tmp_path / "run"
+
+    def levers(*names: str) -> list[dict]:
+        lever_proc = subprocess.run(
+            [sys.executable, str(SCRIPTS / "bench.py"), "--quick", "--base-channels", "8", "--out", str(out), "--levers", *names],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert lever_proc.returncode == 0, lever_proc.stderr[-2000:]
+        return json.loads((out / "performance.json").read_text())["levers"]
+
+    first = levers("cached_multiple")
+    assert {lv["source"] for lv in first} == {"cached_multiple"} and len(first) == 2
+    assert all(lv["measured"] and lv["machine"]["cpu"] for lv in first)
+    both = levers("balanced_tiles")
+    assert [lv["source"] for lv in both] == ["cached_multiple"] * 2 + ["balanced_tiles"]
+    assert both[:2] == first  # kept as they were, stamps included
+    again = levers("cached_multiple")
+    assert [lv["source"] for lv in again] == ["balanced_tiles", "cached_multiple", "cached_multiple"]
+    markdown = (out / "PERFORMANCE.md").read_text()
+    assert "| Lever | Workload | Predicted | Before | After | Change | Verdict | Measured |" in markdown
+
+    bad = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--out", str(out), "--levers", "no_such_lever"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown lever(s) no_such_lever" in bad.stderr
