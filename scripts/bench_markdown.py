@@ -258,8 +258,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     if speedups and max(speedups) < 1 and not (m.get("avx512_bf16") or m.get("amx_bf16")):
         lines.append(f"bf16 is slower than fp32 on this CPU: {min(speedups):.2f}–{max(speedups):.2f}× fp32's speed across "
-                     "inference and training (no avx512_bf16/AMX: oneDNN converts to fp32 inside every convolution). "
-                     "Use fp32 here; the bf16 targets need a CPU with bf16 instructions (Cooper Lake, Sapphire Rapids "
+                     "inference and training (no avx512_bf16/AMX: "
+                     + ("oneDNN converts to fp32 inside every convolution). " if m.get("avx512") else
+                        "without AVX-512 oneDNN has no bf16 kernels, so PyTorch runs its reference convolutions). ")
+                     + "Use fp32 here; the bf16 targets need a CPU with bf16 instructions (Cooper Lake, Sapphire Rapids "
                      "or later) or a GPU.")
     for rid in ("infer/resnet_9blocks/256/fp32", "train/cyclegan/256/fp32"):
         r = rows.get(rid)

@@ -119,9 +119,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                          f"alone cap a training step (2/3 backward) at {pct(3 * r / (r + 2))} of the forward ceiling")
     bf16_hw = machine.get("avx512_bf16") or machine.get("amx_bf16")
     c32, c16 = ceilings.get("fp32_start", {}).get("gflops"), ceilings.get("bf16_start", {}).get("gflops")
+    how = ("oneDNN converts bf16 to fp32 inside each convolution" if machine.get("avx512") else
+           "oneDNN has no bf16 kernels without AVX-512, so PyTorch falls back to its reference convolutions")
     bf16_note = (
         "" if bf16_hw else
-        f"this CPU has no avx512_bf16/AMX, so oneDNN converts bf16 to fp32 inside each convolution: the bf16 "
+        f"this CPU has no avx512_bf16/AMX, so {how}: the bf16 "
         f"ceiling is {c16:.0f} GFLOP/s vs {c32:.0f} fp32 ({c16 / c32:.2f}×); no bf16 speed-up is possible here"
         if (c16 and c32) else "no avx512_bf16/AMX on this CPU"
     )

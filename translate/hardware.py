@@ -1,8 +1,9 @@
 """What the machine computes well, and how many threads to compute with.
 
 bf16 is only worth asking for where it is native: CUDA GPUs that support it, and CPUs with
-AVX512-BF16 or AMX. Elsewhere oneDNN emulates it and bf16 runs at 0.2-0.6x fp32's speed
-(measured on an AVX-512 CPU without either, docs/PERFORMANCE.md), so "supported" is not enough.
+AVX512-BF16 or AMX. Elsewhere PyTorch emulates it and bf16 runs at a fraction of fp32's speed
+(measured: 0.2-0.6x on an AVX-512 CPU without either, 0.14x for ResNet-9 on an AVX2-only CPU,
+docs/avx2/PERFORMANCE.md), so "supported" is not enough.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def native_bf16(device: str) -> bool:
 def warn_emulated_bf16() -> None:
     """Say once per process that bf16 on this CPU is emulated (slower than fp32)."""
     log.warning("--precision bf16: this CPU shows no native bf16 (no AVX512-BF16, AMX or Arm BF16), so PyTorch "
-                "emulates it at about 0.2-0.6x the speed of fp32; --precision fp32 is likely faster here")
+                "emulates it at a fraction (0.1-0.6x) of the speed of fp32; --precision fp32 is likely faster here")
 
 
 def prefer_huge_pages() -> None:
