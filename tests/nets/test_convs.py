@@ -139,14 +139,19 @@ def test_new_weights_are_packed_again_and_shapes_are_bounded():
         assert not torch.allclose(before, after)
         layer.load_state_dict(Conv2d(8, 8, 3, padding=1).state_dict())
         torch.testing.assert_close(layer(x), _ordinary(layer, x))
-        for side in range(4, 12):  # one packed copy serves every input size
+        assert _packed_entries(layer) == 1
+        for side in range(4, 12):  # a copy per input shape, the last PACKED_PER_LAYER kept
             y = torch.randn(1 + side % 2, 8, side, side)
             torch.testing.assert_close(layer(y), _ordinary(layer, y))
-        assert _packed_entries(layer) == 1
+        assert _packed_entries(layer) == convs.PACKED_PER_LAYER
+        keys = list(convs._PACKED[layer])
+        layer(y)  # the shape just seen: its copy is used again, nothing repacked
+        assert list(convs._PACKED[layer]) == keys
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            layer(x)
-        # and one per dtype, where oneDNN computes bf16 at all (not on AVX2-only CPUs)
-        assert _packed_entries(layer) == (2 if convs._onednn_bf16() else 1)
+            torch.testing.assert_close(layer(x), _ordinary(layer, x))
+        if convs._onednn_bf16():  # a dtype is part of the key too (AVX2-only CPUs pack no bf16)
+            assert next(reversed(convs._PACKED[layer]))[2:] == (torch.bfloat16, tuple(x.shape))
+        assert _packed_entries(layer) == convs.PACKED_PER_LAYER
     clone = copy.deepcopy(layer)  # packed copies live beside the module: copying and saving never see them
     assert _packed_entries(clone) == 0 and set(clone.state_dict()) == {"weight", "bias"}
 

@@ -10,8 +10,11 @@ Inference on CPU, fp32 or bf16 (autocast included), takes one of two faster rout
    convolution on a 2x2 map takes 3.8 ms, 0.18 ms with the weights packed once (fp32, one
    core; 1024->512 transposed on 2x2: 10.5 -> 1.9 ms). So such layers (many weights for their
    map, :data:`PACK_MIN_WEIGHTS_PER_PIXEL`) have their weights reordered once per (weights,
-   dtype) and oneDNN's convolution runs on the packed copy: the ops ``torch.compile``'s
-   freezing pass emits, called eagerly. On larger maps the reorder is a small part of the
+   dtype, input shape) and oneDNN's convolution runs on the packed copy: the ops
+   ``torch.compile``'s freezing pass emits, called eagerly. The layout is chosen for the input
+   shape: oneDNN's shape-free default layout is as fast on AVX-512 but on AVX2 made tiny maps
+   10-12x slower than no packing at all. A layer keeps :data:`PACKED_PER_LAYER` copies (the
+   last input shapes and dtypes it saw). On larger maps the reorder is a small part of the
    call, so those layers keep the ordinary operator and no second copy of their weights.
 2. **Matrix product and fold** for transposed convolutions with at most 4 output channels from
    at least 64 on inputs of at most 256x256 (U-Net's output layer), where oneDNN is slow even
@@ -34,6 +37,7 @@ import functools
 import logging
 import math
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,7 +73,11 @@ Forward + backward, one core, oneDNN time / product time, fp32 (bf16): transpose
 (0.9); convolutions 512->512 to 2x2 (65536) 3.0 (3.7), to 4x4 (16384) 1.8 (2.7), to 8x8 (4096)
 1.1 (1.3), 256->512 to 16x16 (512) 0.7 (0.7)."""
 
-_PACKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[Tensor, Tensor | None]]] = weakref.WeakKeyDictionary()
+PACKED_PER_LAYER = 2
+"""Packed copies a layer keeps, the least recently used dropped first: a translation alternates
+at most between a tiled image's statistics pass and its tiles, or between two image sizes."""
+
+_PACKED: weakref.WeakKeyDictionary[nn.Module, OrderedDict[tuple, tuple[Tensor, Tensor | None]]] = weakref.WeakKeyDictionary()
 # held beside the modules, not on them: deepcopy, pickling and state_dict never see the packed copies
 _STATE = {"enabled": True, "broken": False}
 
@@ -129,22 +137,26 @@ def _packed_weights(module: nn.Module, x: Tensor, dtype: torch.dtype, transposed
         version = weight._version
     except RuntimeError:  # an inference tensor (made under inference_mode): no version counter
         version = -1
-    # one copy per dtype, whatever the input size: packing for no particular input (oneDNN's
-    # default blocked format) ran as fast as packing for the exact input (within 5 %, one core)
-    key = (weight.data_ptr(), version, dtype)
-    cache = _PACKED.setdefault(module, {})
+    # packed for this input shape: oneDNN picks the weights' layout for it (module docstring)
+    key = (weight.data_ptr(), version, dtype, tuple(x.shape))
+    cache = _PACKED.setdefault(module, OrderedDict())
     entry = cache.get(key)
-    if entry is None:
+    if entry is not None:
+        cache.move_to_end(key)
+    else:
         for old in [k for k in cache if k[:2] != key[:2]]:  # new weights (loaded, trained): forget the old
             del cache[old]
+        while len(cache) >= PACKED_PER_LAYER:
+            cache.popitem(last=False)
         w = weight.detach().to(dtype)
         if transposed:
             packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(
                 w, list(module.padding), list(module.output_padding), list(module.stride),
-                list(module.dilation), module.groups, None)
+                list(module.dilation), module.groups, list(x.shape))
         else:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                w.to_mkldnn(), list(module.padding), list(module.stride), list(module.dilation), module.groups)
+                w.to_mkldnn(), list(module.padding), list(module.stride), list(module.dilation), module.groups,
+                list(x.shape))
         bias = None if module.bias is None else module.bias.detach().to(dtype)
         entry = cache[key] = (packed, bias)
     return entry
