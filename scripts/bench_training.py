@@ -108,18 +108,19 @@ def training_step(model: Literal["cyclegan", "pix2pix"], side: int, *, base_chan
 
 def training(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels: int, quick: bool,
              warmup: dict[str, int], repeats: int, rounds: int, budget_s: float, profile: tuple[str, ...] = (),
-             fused_adam: bool | None = None, channels_last: bool = True) -> dict[str, Any]:
-    """Time training iterations in fp32 and bf16 autocast, interleaved in this one process on the
-    same networks and optimizers (see :func:`training_step`). FLOPs: every forward and backward
-    the objective runs, counted by ``FlopCounterMode`` over one whole iteration.
+             fused_adam: bool | None = None, channels_last: bool = True,
+             precisions: tuple[Precision, ...] = ("fp32", "bf16")) -> dict[str, Any]:
+    """Time training iterations in fp32 and bf16 autocast (``precisions``), interleaved in this one
+    process on the same networks and optimizers (see :func:`training_step`). FLOPs: every forward
+    and backward the objective runs, counted by ``FlopCounterMode`` over one whole iteration.
 
     Returns:
-        ``{"rows": [fp32 row, bf16 row]}``.
+        ``{"rows": [a row per precision]}``.
     """
     make_step, info = training_step(model, side, base_channels=base_channels, fused_adam=fused_adam,
                                     channels_last=channels_last)
     variants = {p: Variant(make_step(p), warmup=warmup.get(p, 0), repeats=repeats, profile=p in profile)
-                for p in ("fp32", "bf16")}
+                for p in precisions}
     before = ceilings(quick)
     measure_interleaved(variants, rounds=rounds, budget_s=budget_s)
     after = ceilings(quick)
@@ -127,7 +128,7 @@ def training(model: Literal["cyclegan", "pix2pix"], side: int, *, base_channels:
     for precision, v in variants.items():
         row = variant_row(info, v, precision, before, after)
         row["images_per_s"] = 1 / v.timing.median
-        if precision == "bf16":
+        if precision == "bf16" and "fp32" in variants:
             row["bf16_speedup_same_process"] = variants["fp32"].timing.median / v.timing.median
         rows.append(row)
     return {"rows": rows}

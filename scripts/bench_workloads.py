@@ -122,8 +122,10 @@ def ceilings(quick: bool) -> dict[str, float]:
 
 
 def inference(generator: GeneratorName, side: int, *, base_channels: int, quick: bool, small_side: int,
-              warmup: int, repeats: int, rounds: int, budget_s: float, profile: bool = False) -> dict[str, Any]:
-    """``Translator.translate_batch`` on one (1, 3, side, side) photo, untiled, fp32 and bf16.
+              warmup: int, repeats: int, rounds: int, budget_s: float, profile: bool = False,
+              precisions: tuple[Precision, ...] = ("fp32", "bf16")) -> dict[str, Any]:
+    """``Translator.translate_batch`` on one (1, 3, side, side) photo, untiled, fp32 and bf16
+    (``precisions``; fp32 comes first).
 
     Both precisions run in this one process, interleaved, on the same network (the Translator's
     ``precision`` is switched between calls), so the bf16/fp32 ratio and the PSNR between their
@@ -139,7 +141,7 @@ def inference(generator: GeneratorName, side: int, *, base_channels: int, quick:
     try:
         from translate.infer.tiling import needs_tiling
 
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             translator.precision = precision
             would_tile[precision] = bool(needs_tiling(translator, (1, 3, side, side)))
     except ImportError:
@@ -158,21 +160,21 @@ def inference(generator: GeneratorName, side: int, *, base_channels: int, quick:
     small = to_batch([photo("astronaut", small_side)]) if side != small_side else None
     if small is not None:
         variants["small/fp32"] = Variant(forward("fp32", small), warmup=1, repeats=1)
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         variants[precision] = Variant(forward(precision, image), warmup=warmup, repeats=repeats, profile=profile)
-    if small is not None:
+    if small is not None and "bf16" in precisions:
         variants["small/bf16"] = Variant(forward("bf16", small), warmup=1, repeats=1)
     before = ceilings(quick)
     measure_interleaved(variants, rounds=rounds, budget_s=budget_s)
     after = ceilings(quick)
-    outputs = {p: variants[p].value.numpy() for p in ("fp32", "bf16")}
+    outputs = {p: variants[p].value.numpy() for p in precisions}
     rows = []
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         v = variants[precision]
         row = variant_row({"generator": generator, "side": side, "batch": 1,
                             "default_would_tile": would_tile.get(precision, False)}, v, precision, before, after)
         row["output_std"] = float(outputs[precision].std())
-        if precision == "bf16":
+        if precision == "bf16" and "fp32" in outputs:
             row["psnr_vs_fp32_db"] = psnr(outputs["bf16"], outputs["fp32"])
             row["bf16_speedup_same_process"] = variants["fp32"].timing.median / v.timing.median
         if small is not None:

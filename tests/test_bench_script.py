@@ -97,3 +97,21 @@ def test_named_levers_replace_only_their_own_entries(quick_run, tmp_path: Path) 
     bad = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--out", str(out), "--levers", "no_such_lever"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown lever(s) no_such_lever" in bad.stderr
+
+
+def test_without_onednn_bf16_bf16_runs_at_the_smallest_sizes_only() -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    plan = bench.full_plan()
+    with_bf16 = {job.ids[0]: job.kwargs["precisions"] for job in bench.jobs(plan, 64, False, bf16_everywhere=False)
+                 if "precisions" in job.kwargs}
+    smallest = plan.infer_sides[0]
+    for rid, precisions in with_bf16.items():
+        kind, name, side = rid.split("/")[:3]
+        expected = (kind == "infer" and int(side) == smallest) or (kind == "train" and (name, int(side)) == ("cyclegan", 128))
+        assert precisions == (("fp32", "bf16") if expected else ("fp32",)), rid
+    everywhere = bench.jobs(plan, 64, False, bf16_everywhere=True)
+    assert all(job.kwargs["precisions"] == ("fp32", "bf16") for job in everywhere if "precisions" in job.kwargs)
