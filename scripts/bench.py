@@ -227,11 +227,15 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\nwall time {results['wall_s'] / 60:.1f} min")
 
 
-def write(results: dict[str, Any], out: Path) -> None:
+def write(results: dict[str, Any], out: Path, *, measured_only: bool = False) -> None:
+    """performance.json, then PERFORMANCE.md (``measured_only``: the JSON alone, written before
+    the report is computed, so that a fault in the report code never loses a run's measurements;
+    ``--render`` rebuilds the report from it)."""
     out.mkdir(parents=True, exist_ok=True)
     results["other_runs"] = other_runs(out)
     (out / "performance.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n", encoding="utf-8")
-    (out / "PERFORMANCE.md").write_text(render_markdown(results), encoding="utf-8")
+    if not measured_only:
+        (out / "PERFORMANCE.md").write_text(render_markdown(results), encoding="utf-8")
 
 
 def other_runs(out: Path) -> list[dict[str, Any]]:
@@ -308,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # the named levers replace their earlier entries, in place; new ones go last
             kept = [lv for lv in results.get("levers", []) if lv.get("source") not in names]
             results["levers"] = kept + fresh
+        write(results, args.out, measured_only=True)
         attach_quality(results, args.out)
         results["targets"] = evaluate(results)
         write(results, args.out)
@@ -347,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         stamp_legacy_levers(previous)  # they keep the machine and date they were measured on
         results["levers"] = previous["levers"]
     results["wall_s"] = time.perf_counter() - started
+    write(results, args.out, measured_only=True)
     if not args.quick:
         attach_quality(results, args.out)
     results["targets"] = evaluate(results)

@@ -188,7 +188,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             add(f"{label}: end to end vs model only", f"≥ {pct(T_E2E)}", "", None, missing=missing_reason(r_id))
     # 5. training (both precisions interleaved in one process, on the same networks)
-    train_sides = sorted({r["side"] for r in results["workloads"] if r["id"].startswith("train/cyclegan/")}, reverse=True)
+    train_sides = sorted({int(r["id"].split("/")[2]) for r in results["workloads"] if r["id"].startswith("train/cyclegan/")},
+                         reverse=True)
     for side in train_sides:
         a, b = rows.get(row_id("train", "cyclegan", side, "fp32")), rows.get(row_id("train", "cyclegan", side, "bf16"))
         met = a["ceiling_ratio"] >= T_TRAIN_CEILING if _ok(a) else None

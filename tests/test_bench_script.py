@@ -115,3 +115,26 @@ def test_without_onednn_bf16_bf16_runs_at_the_smallest_sizes_only() -> None:
         assert precisions == (("fp32", "bf16") if expected else ("fp32",)), rid
     everywhere = bench.jobs(plan, 64, False, bf16_everywhere=True)
     assert all(job.kwargs["precisions"] == ("fp32", "bf16") for job in everywhere if "precisions" in job.kwargs)
+
+
+def test_a_report_with_skipped_bf16_rows_renders(quick_run) -> None:
+    # what a run on a CPU without oneDNN bf16 records: bf16 rows skipped, with the reason
+    out, proc = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import bench
+        from bench_markdown import render_markdown
+        from bench_report import evaluate
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    results = json.loads((out / "performance.json").read_text())
+    kept = {"infer/resnet_9blocks/64/bf16", "infer/unet_256/64/bf16", "train/cyclegan/32/bf16"}
+    for i, row in enumerate(results["workloads"]):
+        if row["id"].endswith("/bf16") and row["id"] not in kept:
+            results["workloads"][i] = {"id": row["id"], "label": row["label"], "status": "skipped", "error": bench.SKIPPED_BF16}
+    results["targets"] = evaluate(results)
+    markdown = render_markdown(results)
+    skipped = [t for t in results["targets"] if t["met"] is None and "not run at this size" in t["measured"]]
+    assert skipped and all("bf16" in t["name"] for t in skipped)
+    assert markdown.count("not run at this size") >= len(skipped)
