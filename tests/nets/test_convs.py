@@ -295,3 +295,81 @@ def test_flop_formulas_count_the_packed_ops_like_the_ordinary_ones():
                 layer(x)
             counts.append(counter.get_total_flops())
         assert counts[0] == counts[1] > 0
+
+
+WEIGHT_GRAD_CASES = [
+    # (layer, in, out, kernel, stride, padding, output_padding, dilation, side, batch, bias)
+    ("conv", 8, 12, 3, 1, 0, 0, 1, 9, 1, False),    # ResNet block (reflection padding outside)
+    ("conv", 8, 12, 3, 2, 1, 0, 1, 10, 2, True),    # ResNet downsampling, a batch of 2
+    ("conv", 8, 4, 4, 2, 1, 0, 1, 9, 1, True),      # PatchGAN, odd side
+    ("conv", 6, 8, 3, 1, 2, 0, 2, 7, 1, False),     # dilated
+    ("transposed", 12, 8, 3, 2, 1, 1, 1, 5, 2, False),  # ResNet upsampling
+    ("transposed", 8, 6, 4, 2, 1, 0, 1, 6, 1, True),    # U-Net decoder
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("kind", "in_ch", "out_ch", "kernel", "stride", "padding", "output_padding", "dilation",
+                          "side", "batch", "bias"), WEIGHT_GRAD_CASES)
+def test_weight_gradients_as_products_equal_the_ordinary_operator(
+        channels_last, kind, in_ch, out_ch, kernel, stride, padding, output_padding, dilation, side, batch, bias, monkeypatch):
+    monkeypatch.setattr(convs, "WEIGHT_GRAD_PRODUCTS", True)
+    monkeypatch.setattr(convs, "WEIGHT_GRAD_MIN_CHANNELS", 4)  # tiny layers count here
+    torch.manual_seed(0)
+    if kind == "conv":
+        layer = Conv2d(in_ch, out_ch, kernel, stride, padding, dilation=dilation, bias=bias)
+    else:
+        layer = ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, output_padding, bias=bias, dilation=dilation)
+    x = torch.randn(batch, in_ch, side, side)
+    if channels_last:
+        layer = layer.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert convs._weight_grad_products(layer, x)
+
+    def run(fast: bool):
+        layer.zero_grad(set_to_none=True)
+        inp = x.clone().requires_grad_(True)
+        with fast_inference(fast):
+            out = layer(inp)
+        assert (out.grad_fn.name() == "_WeightGradByProductsBackward") == fast
+        out.backward(torch.linspace(-1, 1, out.numel()).view(out.shape))
+        return out, inp.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad
+
+    fast, ordinary = run(True), run(False)
+    assert _layout(fast[0]) == _layout(ordinary[0])
+    for a, b in zip(fast, ordinary):
+        if b is not None:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert fast[2].stride() == layer.weight.stride()  # gradients in the parameters' layout (fused Adam needs it)
+
+
+def test_weight_gradients_as_products_support_double_backward():
+    """Gradient penalties differentiate the discriminator's input gradient again."""
+    for transposed in (False, True):
+        x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(*((3, 4) if transposed else (4, 3)), 3, 3, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        output_padding = (1, 1) if transposed else (0, 0)
+
+        def conv(x, w, b, transposed=transposed, output_padding=output_padding):
+            return convs._WeightGradByProducts.apply(x, w, b, (2, 2), (1, 1), (1, 1), transposed, output_padding)
+
+        assert torch.autograd.gradcheck(conv, (x, w, b))
+        assert torch.autograd.gradgradcheck(conv, (x, w, b))
+
+
+def test_weight_gradients_as_products_only_where_they_pay(monkeypatch):
+    x = torch.zeros(1, 64, 16, 16)
+    monkeypatch.setattr(convs, "WEIGHT_GRAD_PRODUCTS", None)
+    monkeypatch.setattr(convs, "_cpu_capability", lambda: "AVX512")
+    assert not convs._weight_grad_products(Conv2d(64, 64, 3), x)  # oneDNN's AVX-512 backward is fast
+    monkeypatch.setattr(convs, "_cpu_capability", lambda: "AVX2")
+    assert convs._weight_grad_products(Conv2d(64, 64, 3), x)
+    assert not convs._weight_grad_products(Conv2d(3, 64, 7), torch.zeros(1, 3, 16, 16))  # thin layers: oneDNN wins
+    assert not convs._weight_grad_products(Conv2d(64, 3, 7), x)
+    with torch.no_grad():
+        assert not convs._weight_grad_products(Conv2d(64, 64, 3), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not convs._weight_grad_products(Conv2d(64, 64, 3), x)
+    frozen = Conv2d(64, 64, 3).requires_grad_(False)
+    assert not convs._weight_grad_products(frozen, x)

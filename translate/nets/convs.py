@@ -27,6 +27,14 @@ re-laying out weights and gradients: forward plus backward of U-Net-256's 1024->
 convolution on a 2x2 map takes 116 ms, 19 ms as products (fp32, one core; 512->512 convolution
 on 2x2: 15.6 vs 3.1 ms).
 
+Training on CPUs without AVX-512 (AVX2) takes a fourth route for layers with at least
+:data:`WEIGHT_GRAD_MIN_CHANNELS` channels in and out: oneDNN's own forward and input gradient,
+and the **weight gradient as matrix products**, one per kernel offset (the map's pixels at that
+offset times the output gradient). oneDNN's backward-weights kernel for AVX2 runs at a third
+of its forward speed: ResNet-9's 256->256 3x3 block convolution on a 64x64 map takes 446 ms
+for the weight gradient against 144 ms forward; 171 ms as products (fp32, one core). On
+AVX-512 oneDNN's backward is fast (0.84x its forward) and the route stays off.
+
 Every route gives the results of the ordinary operator to float rounding (tests compare them)
 and the memory layout it would have returned.
 """
@@ -72,6 +80,16 @@ Forward + backward, one core, oneDNN time / product time, fp32 (bf16): transpose
 2x2 (131072 pairs per pixel) 6.2 (2.0), at 8x8 (8192) 2.7 (1.7), 1024->256 at 16x16 (1024) 1.1
 (0.9); convolutions 512->512 to 2x2 (65536) 3.0 (3.7), to 4x4 (16384) 1.8 (2.7), to 8x8 (4096)
 1.1 (1.3), 256->512 to 16x16 (512) 0.7 (0.7)."""
+
+WEIGHT_GRAD_MIN_CHANNELS = 64
+"""Training on AVX2: the fewest input and output channels for which a layer's weight gradient
+runs as products. Weight gradient, one core, fp32, oneDNN time / products time: 64->128 3x3
+stride 2 to 128x128 3.6, 128->256 to 64x64 4.1, 256->256 3x3 on 64x64 2.6, 256->512 4x4 on
+32x32 1.3; but thin layers lose: 3->64 7x7 at 256x256 0.03, 64->3 7x7 0.21, 6->64 4x4 0.22."""
+
+WEIGHT_GRAD_PRODUCTS: bool | None = None
+"""Whether training takes the weight-gradient route: None decides by the CPU (on where PyTorch
+runs AVX2 kernels, off with AVX-512 and elsewhere); tests set it to run the route anywhere."""
 
 PACKED_PER_LAYER = 2
 """Packed copies a layer keeps, the least recently used dropped first: a translation alternates
@@ -217,13 +235,101 @@ def _training_products(module: nn.Module, x: Tensor, out_pixels: int) -> bool:
     return module.in_channels * module.out_channels >= TRAINING_MIN_WEIGHTS_PER_PIXEL * pixels
 
 
+def _weight_grad_products(module: nn.Module, x: Tensor) -> bool:
+    """Whether a CPU training call computes its weight gradient as products (module docstring)."""
+    enabled = WEIGHT_GRAD_PRODUCTS
+    if enabled is None:
+        enabled = _cpu_capability() == "AVX2"
+    if not enabled or isinstance(x, torch.fx.Proxy) or not _STATE["enabled"] or not torch.is_grad_enabled():
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    weight = module.weight
+    if x.device.type != "cpu" or x.ndim != 4 or x.numel() == 0 or not weight.requires_grad:
+        return False
+    if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        return False
+    if torch.is_autocast_enabled("cpu") or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False  # fp32 only: AVX2 has no bf16 kernels to speed up anyway
+    return min(module.in_channels, module.out_channels) >= WEIGHT_GRAD_MIN_CHANNELS
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_capability() -> str:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return "DEFAULT"
+
+
+def _weight_grad(inp: Tensor, grad: Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+    """The gradient of a convolution's weights, (C_out, C_in, kH, kW), from its input ``inp``
+    (N, C_in, H, W) and output gradient ``grad`` (N, C_out, H_out, W_out): for every kernel
+    offset, the input pixels that offset reads, as (pixels, C_in), times the output gradient
+    as (pixels, C_out). Channels-last tensors make both views of rows; differentiable (double
+    backward, e.g. gradient penalties, runs through it)."""
+    kh, kw = kernel
+    out_h, out_w = grad.shape[2:]
+    if any(padding):
+        inp = torch.nn.functional.pad(inp, (padding[1], padding[1], padding[0], padding[0]))
+    rows = inp.permute(0, 2, 3, 1)
+    columns = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).t()  # (C_out, pixels)
+    parts = []
+    for a in range(kh):
+        top = a * dilation[0]
+        for b in range(kw):
+            left = b * dilation[1]
+            window = rows[:, top:top + (out_h - 1) * stride[0] + 1:stride[0], left:left + (out_w - 1) * stride[1] + 1:stride[1]]
+            parts.append(columns @ window.reshape(-1, inp.shape[1]))
+    return torch.stack(parts).view(kh, kw, grad.shape[1], inp.shape[1]).permute(2, 3, 0, 1)
+
+
+class _WeightGradByProducts(torch.autograd.Function):
+    """A convolution (transposed or not) whose backward takes oneDNN's input gradient and
+    :func:`_weight_grad` for the weights."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation,  # type: ignore[override]
+                transposed: bool, output_padding) -> Tensor:
+        if transposed:
+            out = torch.nn.functional.conv_transpose2d(x, weight, bias, stride, padding, output_padding, 1, dilation)
+        else:
+            out = torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation)
+        ctx.save_for_backward(x, weight)
+        ctx.args = (stride, padding, dilation, transposed, output_padding)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, transposed, output_padding = ctx.args
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, list(stride), list(padding), list(dilation), transposed,
+                list(output_padding), 1, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            kernel = tuple(weight.shape[2:])
+            if transposed:  # the weights (C_in, C_out, kH, kW) see the output gradient through the kernel
+                grad_w = _weight_grad(grad, x, kernel, stride, padding, dilation)
+            else:
+                grad_w = _weight_grad(x, grad, kernel, stride, padding, dilation)
+            layout = torch.channels_last if _channels_last(weight) else torch.contiguous_format
+            grad_w = grad_w.contiguous(memory_format=layout)  # the parameters' layout (fused Adam needs it)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None, None
+
+
 def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
     # autocast returns the convolution's dtype; an fp32 bias must not promote a bf16 output
     return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose CPU inference runs on weights packed once for oneDNN (module docstring)."""
+    """``nn.Conv2d`` whose CPU inference runs on weights packed once for oneDNN, and whose CPU
+    training takes products where oneDNN is slow (module docstring)."""
 
     def forward(self, x: Tensor) -> Tensor:
         dtype = _inference_dtype(self, x)
@@ -234,6 +340,8 @@ class Conv2d(nn.Conv2d):
                     return out
         elif _training_products(self, x, self._out_pixels(x)):
             return self._product_forward(x)
+        elif _weight_grad_products(self, x):
+            return _WeightGradByProducts.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, False, (0, 0))
         return super().forward(x)
 
     def _out_size(self, x: Tensor) -> tuple[int, int]:
@@ -266,7 +374,8 @@ class Conv2d(nn.Conv2d):
 
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` whose CPU inference runs on packed weights, or as a matrix
-    product and ``F.fold`` for small outputs (module docstring)."""
+    product and ``F.fold`` for small outputs, and whose CPU training takes products where
+    oneDNN is slow (module docstring)."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if output_size is not None:
@@ -283,6 +392,9 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                 return self._gemm_forward(x.to(dtype), dtype)
         elif self.dilation == (1, 1) and _training_products(self, x, x.shape[2] * x.shape[3]):
             return self._gemm_forward(x, None)
+        elif _weight_grad_products(self, x):
+            return _WeightGradByProducts.apply(
+                x, self.weight, self.bias, self.stride, self.padding, self.dilation, True, self.output_padding)
         return super().forward(x, output_size)
 
     def _use_gemm(self, x: Tensor, dtype: torch.dtype, *, packing: bool = True) -> bool:
