@@ -322,33 +322,43 @@ def conv_ceiling(precision: Precision, *, quick: bool = False, repeats: int = 3,
 
 def conv_backward_ceiling(*, quick: bool = False, repeats: int = 5) -> dict[str, Any]:
     """fp32 GFLOP/s of the ceiling convolution's backward (input and weight gradients, batch 1,
-    as training runs it) against its own forward with autograd on, in one process.
+    as training runs it) against its own forward with autograd on, in one process: through the
+    toolkit's ``Conv2d`` (what training runs; on AVX2 CPUs its weight gradient is computed as
+    matrix products) and through ``torch.nn.Conv2d`` (oneDNN's own backward, ``onednn_*`` keys).
 
     Backward FLOPs are everything ``FlopCounterMode`` counts in forward + backward minus the
     forward's; its time is the forward + backward median minus the forward median.
     """
     import torch
 
+    from translate.nets import convs
+
     _, channels, height, width = QUICK_CEILING_SHAPE if quick else CEILING_SHAPE
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
     x = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     grad_out = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
 
-    def forward() -> Any:
-        return conv(x)
+    def backward_of(layer_type: type) -> dict[str, float]:
+        torch.manual_seed(0)
+        conv = layer_type(channels, channels, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
 
-    def forward_backward() -> Any:
-        x.grad = conv.weight.grad = None
-        conv(x).backward(grad_out)
+        def forward() -> Any:
+            return conv(x)
 
-    fwd, _, _ = measure(forward, warmup=1, repeats=repeats, budget_s=60.0)
-    both, _, _ = measure(forward_backward, warmup=1, repeats=repeats, budget_s=60.0)
-    backward_s, backward_flops = both.median - fwd.median, both.flops - fwd.flops
-    return {"shape": [1, channels, height, width], "forward_gflops": fwd.flops / fwd.median / 1e9,
-            "backward_gflops": backward_flops / backward_s / 1e9,
-            "backward_vs_forward": (backward_flops / backward_s) / (fwd.flops / fwd.median),
-            "forward_s": fwd.median, "backward_s": backward_s}
+        def forward_backward() -> Any:
+            x.grad = conv.weight.grad = None
+            conv(x).backward(grad_out)
+
+        fwd, _, _ = measure(forward, warmup=1, repeats=repeats, budget_s=60.0)
+        both, _, _ = measure(forward_backward, warmup=1, repeats=repeats, budget_s=60.0)
+        backward_s, backward_flops = both.median - fwd.median, both.flops - fwd.flops
+        return {"forward_gflops": fwd.flops / fwd.median / 1e9, "backward_gflops": backward_flops / backward_s / 1e9,
+                "backward_vs_forward": (backward_flops / backward_s) / (fwd.flops / fwd.median),
+                "forward_s": fwd.median, "backward_s": backward_s}
+
+    toolkit = backward_of(convs.Conv2d)
+    onednn = backward_of(torch.nn.Conv2d)
+    return {"shape": [1, channels, height, width], **toolkit, **{f"onednn_{k}": v for k, v in onednn.items()},
+            "weight_grad_products": convs._weight_grad_products(convs.Conv2d(channels, channels, 3), x)}
 
 
 # ---------------------------------------------------------------------------------- machine

@@ -110,11 +110,10 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         return ""
 
     back = results.get("conv_backward", {})
-    back = results.get("conv_backward", {})
     backward_note = ""
     if back.get("status") == "ok":
         r = back["backward_vs_forward"]  # forward F FLOPs at the ceiling, backward 2F at r x the ceiling
-        backward_note = (f"; the ceiling convolution's own backward runs at {r:.2f}× its forward speed "
+        backward_note = (f"; the ceiling convolution's backward, as training runs it, runs at {r:.2f}× its forward speed "
                          f"({back['backward_gflops']:.0f} vs {back['forward_gflops']:.0f} GFLOP/s), so convolutions "
                          f"alone cap a training step (2/3 backward) at {pct(3 * r / (r + 2))} of the forward ceiling")
     bf16_hw = machine.get("avx512_bf16") or machine.get("amx_bf16")
