@@ -373,3 +373,25 @@ def test_weight_gradients_as_products_only_where_they_pay(monkeypatch):
         assert not convs._weight_grad_products(Conv2d(64, 64, 3), x)
     frozen = Conv2d(64, 64, 3).requires_grad_(False)
     assert not convs._weight_grad_products(frozen, x)
+
+
+def test_spectral_norm_layers_run_one_power_iteration_per_forward_on_the_product_route(monkeypatch):
+    from translate.nets.layers import apply_spectral_norm
+
+    monkeypatch.setattr(convs, "WEIGHT_GRAD_PRODUCTS", True)
+    monkeypatch.setattr(convs, "WEIGHT_GRAD_MIN_CHANNELS", 4)
+    torch.manual_seed(0)
+    layer = apply_spectral_norm(Conv2d(8, 8, 3, padding=1))
+    twin = copy.deepcopy(layer)
+    x = torch.randn(1, 8, 6, 6)
+    assert convs._weight_grad_products(layer, x)
+    out = layer(x)
+    with fast_inference(False):
+        ordinary = twin(x)
+    assert out.grad_fn.name() == "_WeightGradByProductsBackward"
+    torch.testing.assert_close(out, ordinary)
+    spectral = layer.parametrizations.weight[0]
+    torch.testing.assert_close(spectral._u, twin.parametrizations.weight[0]._u)  # the same iterations, once each
+    out.sum().backward()
+    ordinary.sum().backward()
+    torch.testing.assert_close(layer.parametrizations.weight.original.grad, twin.parametrizations.weight.original.grad)

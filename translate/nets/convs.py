@@ -244,7 +244,9 @@ def _weight_grad_products(module: nn.Module, x: Tensor) -> bool:
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False
-    weight = module.weight
+    # a parametrized weight (spectral norm) is recomputed at every access, a power iteration each:
+    # look at the tensor it is made from, so that the forward computes it once, as usual
+    weight = module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight") else module.weight
     if x.device.type != "cpu" or x.ndim != 4 or x.numel() == 0 or not weight.requires_grad:
         return False
     if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
