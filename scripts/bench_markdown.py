@@ -132,20 +132,19 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("")
     back = results.get("conv_backward", {})
     if back.get("status") == "ok":
+        lead = ("Training also runs that convolution backwards (input and weight gradients, twice the forward's FLOPs). "
+                "Measured in one process, batch 1, fp32: ")
         if back.get("weight_grad_products"):
-            add(f"Training also runs that convolution backwards (input and weight gradients, twice the forward's FLOPs). "
-                f"Measured in one process, batch 1, fp32: oneDNN's own backward runs at "
-                f"{back['onednn_backward_gflops']:.1f} GFLOP/s, {back['onednn_backward_vs_forward']:.2f}× its forward's "
-                f"{back['onednn_forward_gflops']:.1f} (its AVX2 weight-gradient kernel is slow), so the toolkit computes "
-                f"weight gradients as matrix products on this CPU (nets/convs.py): its backward runs at "
-                f"{back['backward_gflops']:.1f} GFLOP/s, {back['backward_vs_forward']:.2f}× its forward's "
-                f"{back['forward_gflops']:.1f}. A training iteration, two thirds backward, cannot reach the forward "
-                "ceiling.")
+            add(lead + f"oneDNN's own backward runs at {back['onednn_backward_gflops']:.1f} GFLOP/s, "
+                f"{back['onednn_backward_vs_forward']:.2f}× its forward's {back['onednn_forward_gflops']:.1f} (its AVX2 "
+                "weight-gradient kernel is slow), so the toolkit computes weight gradients as matrix products on this CPU "
+                f"(nets/convs.py): its backward runs at {back['backward_gflops']:.1f} GFLOP/s, "
+                f"{back['backward_vs_forward']:.2f}× its forward's {back['forward_gflops']:.1f}. A training iteration, "
+                "two thirds backward, cannot reach the forward ceiling.")
         else:
-            add(f"Training also runs that convolution backwards (input and weight gradients, twice the forward's FLOPs). "
-                f"Measured in one process, batch 1, fp32: forward {back['forward_gflops']:.1f} GFLOP/s, backward "
-                f"{back['backward_gflops']:.1f} GFLOP/s, so oneDNN's backward runs at {back['backward_vs_forward']:.2f}× "
-                "its forward speed; a training iteration, two thirds backward, cannot reach the forward ceiling.")
+            add(lead + f"forward {back['forward_gflops']:.1f} GFLOP/s, backward {back['backward_gflops']:.1f} GFLOP/s, "
+                f"so oneDNN's backward runs at {back['backward_vs_forward']:.2f}× its forward speed; a training iteration, "
+                "two thirds backward, cannot reach the forward ceiling.")
         add("")
     add("## Results")
     add("")

@@ -221,15 +221,21 @@ def _packed_forward(module: nn.Module, x: Tensor, dtype: torch.dtype, transposed
     return _like_ordinary(out, x, module.weight)
 
 
-def _training_products(module: nn.Module, x: Tensor, out_pixels: int) -> bool:
-    """Whether a CPU training call runs as matrix products (weights large for the map)."""
+def _cpu_training_call(module: nn.Module, x: Tensor) -> bool:
+    """Whether a call may take one of the CPU training routes: autograd on, eager (no tracing,
+    scripting or compiling), a non-empty 4-d CPU batch, one group, explicit zero padding."""
     if isinstance(x, torch.fx.Proxy) or not _STATE["enabled"] or not torch.is_grad_enabled():
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False
     if x.device.type != "cpu" or x.ndim != 4 or x.numel() == 0 or module.groups != 1 or module.padding_mode != "zeros":
         return False
-    if isinstance(module.padding, str) or module.kernel_size == (1, 1):
+    return not isinstance(module.padding, str)
+
+
+def _training_products(module: nn.Module, x: Tensor, out_pixels: int) -> bool:
+    """Whether a CPU training call runs as matrix products (weights large for the map)."""
+    if not _cpu_training_call(module, x) or module.kernel_size == (1, 1):
         return False
     pixels = x.shape[0] * out_pixels
     return module.in_channels * module.out_channels >= TRAINING_MIN_WEIGHTS_PER_PIXEL * pixels
@@ -240,18 +246,12 @@ def _weight_grad_products(module: nn.Module, x: Tensor) -> bool:
     enabled = WEIGHT_GRAD_PRODUCTS
     if enabled is None:
         enabled = _cpu_capability() == "AVX2"
-    if not enabled or isinstance(x, torch.fx.Proxy) or not _STATE["enabled"] or not torch.is_grad_enabled():
-        return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+    if not enabled or not _cpu_training_call(module, x):
         return False
     # a parametrized weight (spectral norm) is recomputed at every access, a power iteration each:
     # look at the tensor it is made from, so that the forward computes it once, as usual
     weight = module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight") else module.weight
-    if x.device.type != "cpu" or x.ndim != 4 or x.numel() == 0 or not weight.requires_grad:
-        return False
-    if module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str):
-        return False
-    if torch.is_autocast_enabled("cpu") or x.dtype != torch.float32 or weight.dtype != torch.float32:
+    if not weight.requires_grad or torch.is_autocast_enabled("cpu") or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False  # fp32 only: AVX2 has no bf16 kernels to speed up anyway
     return min(module.in_channels, module.out_channels) >= WEIGHT_GRAD_MIN_CHANNELS
 
