@@ -36,7 +36,7 @@ prefer_huge_pages()  # as the CLI does, before torch is imported: the workloads 
 import bench_common  # noqa: E402
 from bench_common import conv_backward_ceiling, conv_ceiling, load_average, machine_info, run_isolated  # noqa: E402
 from bench_markdown import render_markdown  # noqa: E402
-from bench_report import GEN_LABEL, MODEL_LABEL, evaluate, row_id  # noqa: E402
+from bench_report import GEN_LABEL, MODEL_LABEL, evaluate, row_id, tally, verdict  # noqa: E402
 
 import bench_training  # noqa: E402
 import bench_workloads as W  # noqa: E402
@@ -216,14 +216,13 @@ def print_table(results: dict[str, Any]) -> None:
     print("-" * len(header))
     for r in results["workloads"]:
         if r.get("status") != "ok":
-            print(f"{r['id']:48} {'':5} {'missing: ' + str(r.get('error'))[:60]}")
+            print(f"{r['id']:48} {'':5} {r.get('status', 'missing') + ': ' + str(r.get('error'))[:60]}")
             continue
         ratio = f"{100 * r['ceiling_ratio']:.0f}" if r.get("ceiling_ratio") else "-"
         print(f"{r['id']:48} {r['precision']:5} {r['seconds']:9.3f} {r['gflops']:8.1f} {ratio:>6} {r['peak_rss_mb'] / 1024:7.2f}")
     print()
     for chk in results["targets"]:
-        verdict = {True: "met", False: "MISSED", None: "missing"}[chk["met"]]
-        print(f"{verdict:8} {chk['name']}: {chk['measured']} (target {chk['target']})")
+        print(f"{verdict(chk, 'MISSED'):12} {chk['name']}: {chk['measured']} (target {chk['target']})")
     print(f"\nwall time {results['wall_s'] / 60:.1f} min")
 
 
@@ -250,7 +249,8 @@ def other_runs(out: Path) -> list[dict[str, Any]]:
             continue
         found.append({"path": f"{path.parent.name}/PERFORMANCE.md", "cpu": run["machine"]["cpu"],
                       "cpu_tag": cpu_tag(run["machine"]), "started": run.get("started"),
-                      "met": sum(t["met"] is True for t in run["targets"]), "checks": len(run["targets"])})
+                      "met": sum(t["met"] is True for t in run["targets"]), "checks": len(run["targets"]),
+                      "tally": tally(run["targets"])})
     return found
 
 

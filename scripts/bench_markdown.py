@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench_report import gb, pct, secs
+from bench_report import gb, pct, secs, tally, verdict
 
 def _throughput(r: dict[str, Any]) -> str:
     kind = r["id"].split("/")[0]
@@ -82,8 +82,14 @@ def later_lines(results: dict[str, Any]) -> list[str]:
                    + ".")
     for other in results.get("other_runs") or []:
         out.append(f"The same benchmark on {other['cpu_tag']} ({other['cpu']}, {other['started']}, "
-                   f"{other['met']} of {other['checks']} targets met): [{other['path']}]({other['path']}).")
+                   f"{other.get('tally') or str(other['met']) + ' of ' + str(other['checks']) + ' targets met'}): "
+                   f"[{other['path']}]({other['path']}).")
     return out
+
+
+def _precision_of(row: dict[str, Any]) -> str:
+    last = row["id"].rsplit("/", 1)[-1]
+    return row.get("precision") or (last if last in ("fp32", "bf16", "fp16") else "")
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -163,7 +169,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results["workloads"]:
         if r.get("status") != "ok":
-            add(f"| {r.get('label', r['id'])} | {r.get('precision', '')} | missing | | | | | {r.get('error', r.get('status'))} |")
+            state = "not run" if r.get("status") == "skipped" else "missing"
+            add(f"| {r.get('label', r['id'])} | {_precision_of(r)} | {state} | | | | | {r.get('error', r.get('status'))} |")
             continue
         add(f"| {r['label']} | {r['precision']} | {_runs(r)} | {_throughput(r)} | {r['gflops']:.1f} | "
             f"{pct(r.get('ceiling_ratio'))} | {gb(r['peak_rss_mb'])} | {_notes(r)} |")
@@ -173,8 +180,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("| Check | Target | Measured | Met | What limits it (measured) |")
     add("| --- | --- | --- | --- | --- |")
     for chk in results["targets"]:
-        verdict = {True: "met", False: "**missed**", None: "missing"}[chk["met"]]
-        add(f"| {chk['name']} | {chk['target']} | {chk['measured']} | {verdict} | {chk['limit']} |")
+        add(f"| {chk['name']} | {chk['target']} | {chk['measured']} | {verdict(chk, '**missed**')} | {chk['limit']} |")
     add("")
     profiled = [r for r in results["workloads"] if r.get("status") == "ok" and "profile" in r]
     if profiled:
@@ -260,9 +266,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     """The findings a reader needs first, computed from the rows."""
     rows = {r["id"]: r for r in results["workloads"] if r.get("status") == "ok"}
     checks = results["targets"]
-    met = sum(1 for c in checks if c["met"])
-    missing = sum(1 for c in checks if c["met"] is None)
-    lines = [f"{met} of {len(checks)} target checks met" + (f", {missing} missing" if missing else "") + " (table below)."]
+    lines = [f"{tally(checks)} (table below)."]
     speedups = [r["bf16_speedup_same_process"] for r in rows.values() if "bf16_speedup_same_process" in r]
     m = results["machine"]
     if speedups and max(speedups) < 1 and not (m.get("avx512_bf16") or m.get("amx_bf16")):
