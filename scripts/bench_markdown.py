@@ -222,7 +222,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("## Levers tried")
     add("")
     if not levers:
-        add("Not measured in this run (`python scripts/bench.py --levers` measures them).")
+        add("Not measured in this run (`python scripts/bench.py --levers` measures them). Every lever measured so far, "
+            "on each CPU, with its predicted and measured effect: docs/PERFORMANCE.md, *Levers tried*.")
     else:
         add("Each lever's before and after run in one process, interleaved (A B B A …), medians, or where the "
             "setting is per process (memory, allocator) in alternating processes; measured by "
@@ -250,7 +251,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("## Reproduce")
     add("")
     add("```")
-    add("python scripts/bench.py            # full run, ~15 min on 2 cores; writes docs/PERFORMANCE.md and docs/performance.json")
+    add("python scripts/bench.py            # full run, ~15 min on an AVX512-BF16 core, ~40 min on an AVX2 one; writes docs/PERFORMANCE.md and docs/performance.json")
     add("python scripts/bench.py --quick    # smoke run at tiny sizes (numbers are not meaningful)")
     add("python scripts/bench.py --levers   # before/after measurements of the candidate speed levers only")
     add("python scripts/bench.py --levers generator_parts huge_pages   # only those (bench_levers function names)")
