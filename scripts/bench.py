@@ -248,9 +248,7 @@ def other_runs(out: Path) -> list[dict[str, Any]]:
         if run.get("mode") != "full" or not run.get("targets"):
             continue
         found.append({"path": f"{path.parent.name}/PERFORMANCE.md", "cpu": run["machine"]["cpu"],
-                      "cpu_tag": cpu_tag(run["machine"]), "started": run.get("started"),
-                      "met": sum(t["met"] is True for t in run["targets"]), "checks": len(run["targets"]),
-                      "tally": tally(run["targets"])})
+                      "cpu_tag": cpu_tag(run["machine"]), "started": run.get("started"), "tally": tally(run["targets"])})
     return found
 
 

@@ -82,7 +82,7 @@ def later_lines(results: dict[str, Any]) -> list[str]:
                    + ".")
     for other in results.get("other_runs") or []:
         out.append(f"The same benchmark on {other['cpu_tag']} ({other['cpu']}, {other['started']}, "
-                   f"{other.get('tally') or str(other['met']) + ' of ' + str(other['checks']) + ' targets met'}): "
+                   f"{other['tally']}): "
                    f"[{other['path']}]({other['path']}).")
     return out
 

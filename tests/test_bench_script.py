@@ -148,5 +148,6 @@ def test_a_report_with_skipped_bf16_rows_renders(quick_run) -> None:
     # every skipped training row still has its check, so a reader sees it was not run
     assert any(n.startswith("pix2pix iteration bf16") for n in names)
     assert any(n.startswith("CycleGAN iteration bf16") for n in names)
+    assert any(n.startswith("CycleGAN training peak memory") for n in names)
     assert markdown.count("| not run here |") == len(skipped)
     assert f"{len(skipped)} not run on this CPU" in markdown
