@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from translate.hardware import prefer_huge_pages  # noqa: E402
+from translate.runtime import prefer_huge_pages  # noqa: E402
 
 prefer_huge_pages()  # as the CLI does, before torch is imported: the workloads run as users run them
 

@@ -19,7 +19,7 @@ import torch
 
 from translate.config import NetConfig
 from translate.nets import build_generator
-from translate.train.checkpoint import save_generator
+from translate.formats import save_generator
 
 GeneratorFactory = Callable[..., Path]
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from translate.errors import UserError
-from translate.hardware import prefer_huge_pages, set_threads
+from translate.runtime import prefer_huge_pages, set_threads
 
 prefer_huge_pages()  # before anything imports torch
 

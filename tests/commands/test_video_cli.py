@@ -11,7 +11,7 @@ from tests.media import make_audio_only, make_clip, read_clip, truncate_file
 from translate.cli import main
 from translate.config import NetConfig
 from translate.nets import build_generator
-from translate.train.checkpoint import save_generator
+from translate.formats import save_generator
 
 TINY = NetConfig(generator="resnet_6blocks", base_channels_g=4)
 

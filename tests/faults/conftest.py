@@ -261,7 +261,7 @@ def generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ``resnet_6blocks`` (ngf 4) generator file."""
     from translate.config import NetConfig
     from translate.nets import build_generator
-    from translate.train.checkpoint import save_generator
+    from translate.formats import save_generator
 
     cfg = NetConfig(generator="resnet_6blocks", base_channels_g=4)
     torch.manual_seed(0)

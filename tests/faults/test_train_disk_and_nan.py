@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 import translate.train.checkpoint as checkpoint_module
 import translate.train.loop as loop_module
 from translate.cli import main
-from translate.train.checkpoint import list_checkpoints, load_checkpoint
+from translate.formats import list_checkpoints
+from translate.train.checkpoint import load_checkpoint
 
 from .conftest import metrics_rows, one_error_line, train_args
 
@@ -51,7 +52,7 @@ def _fail_rename(monkeypatch) -> None:
             raise _enospc(dst)
         return real(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def _fail_pointer(monkeypatch) -> None:
@@ -64,7 +65,7 @@ def _fail_pointer(monkeypatch) -> None:
                 raise _enospc(dst)
         return real(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def _read_only(monkeypatch) -> None:

@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from translate.train.checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint
+from translate.formats import list_checkpoints, resolve_checkpoint
+from translate.train.checkpoint import load_checkpoint
 
 from .conftest import TARGET, metrics_rows, train_args
 

@@ -14,7 +14,7 @@ from translate.errors import UserError
 from translate.infer.importers import read_reference_generator
 from translate.infer.translator import Translator
 from translate.nets import build_generator
-from translate.train.checkpoint import load_weights
+from translate.formats import load_weights
 
 # ----------------------------------------------------------------------------------------
 # A reference-style module tree: the module order and Sequential indices of

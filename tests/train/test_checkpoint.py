@@ -12,16 +12,8 @@ from safetensors.torch import save_file
 
 from translate.config import RunConfig
 from translate.errors import UserError
-from translate.train.checkpoint import (
-    Counters,
-    checkpoint_candidates,
-    flatten_state,
-    load_checkpoint,
-    load_weights,
-    read_generator,
-    save_checkpoint,
-    unflatten_state,
-)
+from translate.formats import checkpoint_candidates, load_weights, read_generator
+from translate.train.checkpoint import Counters, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 
 
 def small_nets() -> dict[str, torch.nn.Module]:

@@ -12,7 +12,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from translate.cli import main
-from translate.train.checkpoint import list_checkpoints, load_checkpoint
+from translate.formats import list_checkpoints
+from translate.train.checkpoint import load_checkpoint
 
 from .conftest import TINY_CYCLEGAN, TINY_PIX2PIX
 
@@ -105,7 +106,7 @@ def test_finetune_from_run_and_from_generator_file(unpaired_data: Path, paired_d
             assert torch.equal(value, tuned.weights[net][key]), (net, key)
 
     from translate.nets import build_generator
-    from translate.train.checkpoint import generator_net_config, save_generator
+    from translate.formats import generator_net_config, save_generator
 
     gen = build_generator(src.cfg.net)
     gen.load_state_dict(src.weights["gen_ab"])

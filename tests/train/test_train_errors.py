@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from translate.cli import main
-from translate.train.checkpoint import list_checkpoints
+from translate.formats import list_checkpoints
 
 from .conftest import TINY_CYCLEGAN
 

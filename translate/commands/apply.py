@@ -53,7 +53,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from translate.infer.folder import check_folder_paths, file_output_path, translate_file, translate_folder
-    from translate.train.distributed import from_env
+    from translate.runtime import dist_from_env
 
     size = parse_size(args.size) if args.size else None
     if not 1 <= args.quality <= 100:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise UserError(f"{src}: not found — give an existing image file or folder of images")
 
-    info = from_env()
+    info = dist_from_env()
     if info.enabled and args.device == "auto":
         import torch
 

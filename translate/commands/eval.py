@@ -103,7 +103,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def trained_direction(model: str | Path) -> str:
     """``data.direction`` of the run a run/checkpoint directory belongs to; AtoB for bare generators."""
     from translate.config import run_from_json
-    from translate.train.checkpoint import FORMAT_CHECKPOINT, MODEL_FILE, read_metadata, resolve_checkpoint
+    from translate.formats import FORMAT_CHECKPOINT, MODEL_FILE, read_metadata, resolve_checkpoint
 
     path = Path(model)
     if path.is_file():
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from translate.data.io import find_images
     from translate.metrics import evaluate_folders, find_inception_weights, load_fid_inception
     from translate.metrics.report import check_kid_size
-    from translate.train.loop import resolve_device
+    from translate.runtime import resolve_device
 
     _check_args(args)
     device = resolve_device(args.device)

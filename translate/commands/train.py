@@ -69,7 +69,8 @@ def _flag_dict(args: argparse.Namespace, only: set[str] | None = None) -> dict[s
 
 def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
     """Build the run config from preset → file → flags → --set; returns (cfg, resume, init)."""
-    from translate.train.checkpoint import load_checkpoint, read_generator
+    from translate.formats import read_generator
+    from translate.train.checkpoint import load_checkpoint
 
     if args.resume:
         if args.init_from or args.model or args.config:
@@ -98,7 +99,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
     if args.init_from:
         source = Path(args.init_from)
         if source.is_file() and source.suffix == ".safetensors":
-            from translate.train.checkpoint import FORMAT_GENERATOR, read_metadata
+            from translate.formats import FORMAT_GENERATOR, read_metadata
 
             if read_metadata(source).get("format") == FORMAT_GENERATOR:
                 weights, net_cfg, origin = read_generator(source, "AtoB")
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(dump_yaml(cfg))
         return 0
-    from translate.train.checkpoint import list_checkpoints
+    from translate.formats import list_checkpoints
     from translate.train.loop import train
 
     if resume is not None:

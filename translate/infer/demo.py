@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from translate.errors import UserError
-from translate.hardware import native_bf16
+from translate.runtime import native_bf16
 
 log = logging.getLogger("translate")
 

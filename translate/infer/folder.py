@@ -252,9 +252,9 @@ def _check_options(output_format, quality, batch_size, max_side, size, workers) 
 
 
 def _new_report() -> FolderReport:
-    from translate.train.distributed import from_env
+    from translate.runtime import dist_from_env
 
-    info = from_env()
+    info = dist_from_env()
     return FolderReport(rank=info.rank, world_size=info.world_size)
 
 

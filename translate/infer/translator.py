@@ -24,7 +24,9 @@ from torch import nn
 
 from translate.config import DEFAULT_MEMORY_BUDGET_MB, NetConfig
 from translate.errors import UserError
+from translate.formats import build_checked, read_generator
 from translate.nets import build_generator, size_multiple
+from translate.runtime import autocast_dtype, place, resolve_device
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, min_side: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -84,9 +86,6 @@ class Translator:
             precision: fp32, bf16 (CPU with bf16 or CUDA) or fp16 (CUDA).
             arch: architecture of a reference-layout ``.pth`` (inferred from keys if None).
         """
-        from translate.train.checkpoint import build_checked, read_generator
-        from translate.train.loop import autocast_dtype, resolve_device
-
         path = Path(model)
         if not path.exists():
             raise UserError(f"--model {model}: not found; pass a run directory, a .safetensors generator or a .pth file")
@@ -105,9 +104,7 @@ class Translator:
     @classmethod
     def from_module(cls, net: nn.Module, net_config: NetConfig, *, device: torch.device | str = "cpu", precision: str = "fp32", **kwargs: Any) -> Translator:
         device = torch.device(device)
-        net = net.eval().requires_grad_(False).to(device)
-        if device.type in ("cpu", "cuda"):
-            net = net.to(memory_format=torch.channels_last)
+        net = place(net.eval().requires_grad_(False), device, inference=True)
         return cls(net=net, net_config=net_config, device=device, precision=precision, **kwargs)
 
     # ------------------------------------------------------------------ properties
@@ -129,8 +126,6 @@ class Translator:
         return cached
 
     def autocast(self):
-        from translate.train.loop import autocast_dtype
-
         dtype = autocast_dtype(self.precision, self.device)
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 

@@ -5,34 +5,12 @@ Only the training loop and the folder command call this; networks never see it.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
+from translate.runtime import DistInfo, dist_from_env
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def from_env() -> DistInfo:
-    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+__all__ = ["DistInfo", "dist_from_env", "init", "shutdown", "barrier", "all_agree", "any_flag", "check_in_sync"]
 
 
 def init(info: DistInfo, device: torch.device) -> None:

@@ -31,10 +31,12 @@ from tqdm import tqdm
 from translate.config import RunConfig, dump_yaml
 from translate.data import build_dataset
 from translate.errors import UserError
-from translate.hardware import cpu_native_bf16, warn_emulated_bf16
 from translate.nets import build_discriminator, build_generator, size_multiple
+from translate.runtime import autocast_dtype, channels_last_activations, dist_from_env, place, resolve_device
 from translate.train import distributed
-from translate.train.checkpoint import Counters, LoadedCheckpoint, NonFiniteWeights, load_weights, save_checkpoint, write_text_atomic
+from translate.files import atomic_write
+from translate.formats import load_weights
+from translate.train.checkpoint import Counters, LoadedCheckpoint, NonFiniteWeights, save_checkpoint
 from translate.train.logger import MetricsLog, save_grid
 from translate.train.objectives import OBJECTIVES, DiscContext, Objective
 from translate.train.pool import ImagePool
@@ -48,40 +50,6 @@ MAX_BAD_STEPS = 10  # consecutive non-finite steps before training gives up
 
 
 # ---------------------------------------------------------------------------- set-up helpers
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    elif device.type not in ("cpu", "mps"):
-        raise UserError(f"--device {name!r}: unsupported; use auto, cpu or cuda")
-    return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None = fp32), or a UserError."""
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise UserError("--precision fp16 needs a CUDA GPU; on CPU use --precision bf16 or fp32")
-        return torch.float16
-    if precision == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UserError("--precision bf16: this GPU does not support bf16; use fp16 or fp32")
-        if device.type == "cpu" and not cpu_native_bf16():
-            warn_emulated_bf16()
-        return torch.bfloat16
-    raise UserError(f"--precision {precision!r}: choose fp32, bf16 or fp16")
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -117,18 +85,6 @@ def adam_kernel(device: torch.device) -> dict[str, bool]:
     faster than foreach on CPU for CycleGAN's 28 M parameters (docs/PERFORMANCE.md, levers).
     Fused Adam needs :func:`align_to_params` before each step."""
     return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
-
-
-def channels_last_weights(device: torch.device) -> bool:
-    """Whether training keeps convolution weights channels-last (activations are, on CPU and CUDA).
-
-    CUDA: yes, cuDNN's NHWC kernels want both. CPU: no. oneDNN re-lays out weights inside every
-    call whatever their layout (same speed measured either way, with gradients in the weights'
-    layout), but PyTorch's fused CPU Adam copies each channels-last tensor to a contiguous one
-    and back at every step: U-Net-256's 54 M parameters take 71 ms per step channels-last, 31 ms
-    contiguous (one core).
-    """
-    return device.type == "cuda"
 
 
 class StopFlag:
@@ -194,7 +150,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
         init_from: (weights by net name, description) to fine-tune from; optimizers start fresh.
     """
     tc = cfg.train
-    dist_info = distributed.from_env()
+    dist_info = dist_from_env()
     device = resolve_device(tc.device, dist_info.local_rank)
     amp_dtype = autocast_dtype(tc.precision, device)
     if device.type == "cuda":  # every step has the same shapes: let cuDNN pick its fastest algorithms once
@@ -227,11 +183,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
         loaded = init_from_weights(nets, *init_from)
         if main:
             log.info("initialised %s from %s", ", ".join(loaded), init_from[1])
-    channels_last = device.type in ("cpu", "cuda")  # activations: convolutions run fastest in NHWC on oneDNN and cuDNN
+    channels_last = channels_last_activations(device)
     for module in nets.values():
-        module.to(device)
-        if channels_last_weights(device):
-            module.to(memory_format=torch.channels_last)
+        place(module, device)
     if dist_info.enabled and cfg.net.norm == "batch":
         if device.type == "cuda":
             for name in nets:
@@ -302,7 +256,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
     metrics = MetricsLog(run_dir, enabled=main)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+        atomic_write(run_dir / "config.yaml", dump_yaml(cfg))
     stop = StopFlag()
     stop.install()
     bar = tqdm(total=stop_at, initial=counters.step, disable=not (main and sys.stderr.isatty()), unit="step", dynamic_ncols=True)

@@ -10,26 +10,26 @@ import os
 import pytest
 import torch
 
-from translate import hardware
+from translate import runtime
 from translate.cli import main
 from translate.commands.common import load_translator
 from translate.config import DEFAULT_MEMORY_BUDGET_MB
-from translate.train.loop import autocast_dtype
+from translate.runtime import autocast_dtype
 
 
 @pytest.fixture()
 def flags(monkeypatch):
     """Pretend the CPU has the given feature flags."""
     def set_flags(*names: str) -> None:
-        monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(names))
-        hardware.warn_emulated_bf16.cache_clear()
+        monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(names))
+        runtime.warn_emulated_bf16.cache_clear()
     yield set_flags
-    hardware.warn_emulated_bf16.cache_clear()
+    runtime.warn_emulated_bf16.cache_clear()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo on this OS")
 def test_cpu_flags_are_read_from_proc_cpuinfo():
-    flags = hardware.cpu_flags()
+    flags = runtime.cpu_flags()
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
         text = fh.read()
     assert flags  # x86 "flags" or Arm "Features"
@@ -38,30 +38,30 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
 
 def test_bf16_on_a_cpu_without_native_bf16_warns_once(flags, caplog):
     flags("avx512f", "avx2")
-    assert not hardware.cpu_native_bf16() and not hardware.native_bf16("cpu")
-    with caplog.at_level(logging.WARNING, logger="translate.hardware"):
+    assert not runtime.cpu_native_bf16() and not runtime.native_bf16("cpu")
+    with caplog.at_level(logging.WARNING, logger="translate.runtime"):
         for _ in range(3):  # the Translator asks for every batch: one line, not one per batch
             assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    warnings = [r.getMessage() for r in caplog.records if r.name == "translate.hardware"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "translate.runtime"]
     assert len(warnings) == 1 and "--precision fp32 is likely faster here" in warnings[0]
 
 
 @pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16", "bf16"])  # x86, x86, Arm
 def test_bf16_on_a_cpu_with_native_bf16_is_silent(flags, caplog, flag):
     flags("avx512f", flag)
-    assert hardware.cpu_native_bf16() and hardware.native_bf16("cpu")
-    with caplog.at_level(logging.WARNING, logger="translate.hardware"):
+    assert runtime.cpu_native_bf16() and runtime.native_bf16("cpu")
+    with caplog.at_level(logging.WARNING, logger="translate.runtime"):
         assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
         assert autocast_dtype("fp32", torch.device("cpu")) is None
-    assert not [r for r in caplog.records if r.name == "translate.hardware"]
+    assert not [r for r in caplog.records if r.name == "translate.runtime"]
 
 
 def test_threads_option_sets_pytorch_threads_and_refuses_zero(capsys):
     before = torch.get_num_threads()
     try:
-        hardware.set_threads(1)
+        runtime.set_threads(1)
         assert torch.get_num_threads() == 1
-        hardware.set_threads(None)  # leaves the setting alone
+        runtime.set_threads(None)  # leaves the setting alone
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -118,8 +118,8 @@ def test_the_cli_gives_large_tensors_huge_pages_unless_the_user_says_no():
 
 def test_prefer_huge_pages_keeps_a_value_the_user_set(monkeypatch):
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
-    hardware.prefer_huge_pages()
+    runtime.prefer_huge_pages()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE")
-    hardware.prefer_huge_pages()
+    runtime.prefer_huge_pages()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
