@@ -223,7 +223,7 @@ class RecordingNet(torch.nn.Module):
 
 def write_photos(tmp_path: Path) -> list[Path]:
     paths = [tmp_path / "wide.png", tmp_path / "small.jpg", tmp_path / "gray.png"]
-    for path, name, (w, h) in zip(paths, ("astronaut", "coffee", "camera"), ((80, 48), (40, 40), (32, 32))):
+    for path, name, (w, h) in zip(paths, ("astronaut", "coffee", "camera"), ((80, 48), (40, 40), (32, 32)), strict=True):
         image = (photo(name, 64)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         image = cv2.resize(image, (w, h))
         cv2.imwrite(str(path), image[:, :, 0] if name == "camera" else image[:, :, ::-1])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from translate.cli import main
 from tests.media import read_clip
+from translate.cli import main
 
 pytest.importorskip("skimage")
 

@@ -10,8 +10,9 @@ import torch
 from tests.media import make_audio_only, make_clip, read_clip, truncate_file
 from translate.cli import main
 from translate.config import NetConfig
-from translate.nets import build_generator
+from translate.files import is_temp
 from translate.formats import save_generator
+from translate.nets import build_generator
 
 TINY = NetConfig(generator="resnet_6blocks", base_channels_g=4)
 
@@ -65,7 +66,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(model: Path, tmp_path: 
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and str(src) in err and len(err.splitlines()) == 1
-    assert not dst.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert not dst.exists() and not [p for p in tmp_path.iterdir() if is_temp(p.name)]
 
 
 def test_flag_errors_exit_2(model: Path, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -20,9 +20,9 @@ from translate.data.io import (
     read_image,
     read_image_header,
     readable_images,
-    to_channels,
 )
 from translate.errors import UserError
+from translate.files import to_channels
 
 
 def test_list_images_recursive_sorted_case_insensitive_and_skips_hidden(tmp_path, photo, write_image):

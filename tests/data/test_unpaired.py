@@ -65,7 +65,7 @@ def test_epoch_changes_crops_and_b_choice(unpaired_root):
     epoch0 = [dataset[i] for i in range(len(dataset))]
     dataset.set_epoch(1)
     epoch1 = [dataset[i] for i in range(len(dataset))]
-    assert any(not torch.equal(x["A"], y["A"]) for x, y in zip(epoch0, epoch1))
+    assert any(not torch.equal(x["A"], y["A"]) for x, y in zip(epoch0, epoch1, strict=True))
     b_choices = {(e, i): item["path_B"] for e, items in enumerate((epoch0, epoch1))
                  for i, item in enumerate(items)}
     assert len(set(b_choices.values())) >= 3  # B is drawn at random, not index-aligned
@@ -85,7 +85,7 @@ def test_worker_processes_give_the_same_items(unpaired_root):
     expected = [dataset[i] for i in range(len(dataset))]
     loader = DataLoader(dataset, batch_size=1, num_workers=2)
     got = list(loader)
-    for item, batch in zip(expected, got):
+    for item, batch in zip(expected, got, strict=True):
         assert torch.equal(item["A"], batch["A"][0]) and torch.equal(item["B"], batch["B"][0])
         assert batch["path_B"] == [item["path_B"]]
 

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import cv2
-import pytest
 from PIL import Image
 
 import translate.infer.folder as folder_module
 import translate.infer.image_files as image_files_module
 from translate.cli import main
-from translate.infer.image_files import TMP_SUFFIX
+from translate.files import is_temp, temp_name
 
 from .corpus import encode, photo
 
@@ -41,7 +40,7 @@ def complete_outputs(out: Path) -> dict[str, tuple[int, int]]:
     """Every file under its final name in ``out``, fully decoded (PIL raises on truncation); name → size."""
     found = {}
     for path in sorted(out.rglob("*")):
-        if path.is_file() and not path.name.endswith(TMP_SUFFIX):
+        if path.is_file() and not is_temp(path.name):
             with Image.open(path) as im:
                 im.load()
                 found[path.relative_to(out).as_posix()] = im.size
@@ -50,7 +49,7 @@ def complete_outputs(out: Path) -> dict[str, tuple[int, int]]:
 
 
 def temps(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.name.endswith(TMP_SUFFIX)] if out.exists() else []
+    return [p for p in out.rglob("*") if is_temp(p.name)] if out.exists() else []
 
 
 def test_sigkill_during_apply_leaves_no_partial_output(zygote, generator_file, tmp_path, reliability) -> None:
@@ -59,14 +58,14 @@ def test_sigkill_during_apply_leaves_no_partial_output(zygote, generator_file, t
     argv = ["apply", "--model", str(generator_file), "--device", "cpu", "--batch-size", "2", "--workers", "2", str(src), str(out)]
     rng = random.Random(5)
     kills, partial_temps = 0, 0
-    for round_ in range(3):
+    for _ in range(3):
         child = zygote.spawn(argv)
         # let a random share of the remaining images finish, then kill mid-stream
         done_before = len(complete_outputs(out)) if out.exists() else 0
         wanted = done_before + rng.randint(1, max(1, (len(sizes) - done_before) // 2))
         deadline = time.monotonic() + 60
         while child.alive() and time.monotonic() < deadline:
-            if out.exists() and sum(1 for p in out.rglob("*") if p.is_file() and not p.name.endswith(TMP_SUFFIX)) >= wanted:
+            if out.exists() and sum(1 for p in out.rglob("*") if p.is_file() and not is_temp(p.name)) >= wanted:
                 break
             time.sleep(0.001)
         child.signal(signal.SIGKILL)
@@ -105,7 +104,7 @@ def test_sigkill_during_video_leaves_no_partial_output(zygote, generator_file, t
     argv = ["video", "--model", str(generator_file), "--device", "cpu", "--no-progress", str(clip), str(dst)]
     child = zygote.spawn(argv)
     delay = random.Random(3).uniform(0.0, 0.05)
-    while child.alive() and not any(p.name.startswith(".tmp-") for p in out.iterdir()):
+    while child.alive() and not any(is_temp(p.name) for p in out.iterdir()):
         time.sleep(0.001)
     time.sleep(delay)
     child.signal(signal.SIGKILL)
@@ -124,7 +123,7 @@ def test_video_rerun_removes_the_temp_a_killed_run_left(generator_file, tmp_path
     clip = tiny_clip(tmp_path / "clip.mp4", 5)
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / ".tmp-night-999999.mp4"  # what a SIGKILLed `translate video … out/night.mp4` leaves
+    stale = temp_name(out / "night.mp4")  # what a SIGKILLed `translate video … out/night.mp4` leaves
     stale.write_bytes(b"\0" * 4096)
     try:
         code = main(["video", "--model", str(generator_file), "--device", "cpu", "--no-progress", str(clip), str(out / "night.mp4")])
@@ -171,7 +170,7 @@ def test_full_disk_while_writing_outputs(generator_file, tmp_path, monkeypatch, 
     real_encode = image_files_module._encode_into
 
     def encode_into(f, image, suffix, quality):
-        if Path(f.name).name.startswith(".img_02.jpg"):
+        if Path(f.name).name.startswith(".tmp-img_02-"):
             f.write(b"\xff\xd8 half a JPEG")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_encode(f, image, suffix, quality)
@@ -180,7 +179,7 @@ def test_full_disk_while_writing_outputs(generator_file, tmp_path, monkeypatch, 
     argv = ["apply", "--model", str(generator_file), "--device", "cpu", str(src), str(out)]
     assert main(argv) == 1
     failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("failed:")]
-    assert len(failed) == 1 and "img_02.jpg" in failed[0] and "No space left on device" in failed[0] and "free space" in failed[0]
+    assert len(failed) == 1 and "img_02.jpg" in failed[0] and "No space left on device" in failed[0] and "free disk space" in failed[0]
     assert "img_02.jpg" not in complete_outputs(out) and temps(out) == []
     monkeypatch.undo()
     capsys.readouterr()

@@ -14,6 +14,7 @@ from PIL import Image
 
 from translate.config import NetConfig
 from translate.errors import UserError
+from translate.files import is_temp, temp_name
 from translate.infer import folder as folder_mod
 from translate.infer import image_files
 from translate.infer.folder import FolderReport, translate_file, translate_folder
@@ -157,13 +158,18 @@ def test_crash_mid_write_leaves_no_output_and_no_temp(translator, small_tree, tm
     assert {p.relative_to(src).as_posix() for p, _ in report.failed} == pngs
     assert files_under(dst) == set(expected) - pngs  # nothing under a final name, no temp files
 
-    # A killed process leaves a temp file behind: the next run removes it and finishes the job.
+    # A killed process leaves a temp file behind: the next run removes it and finishes the job;
+    # temps beside outputs it does not write (skipped, or another file's) are not its to remove.
     monkeypatch.setattr(image_files, "_encode_into", real_encode)
-    stale = dst / "a" / ".coffee.png.0badc0de.translate-tmp"
+    stale = temp_name(dst / "a" / "coffee.png")
     stale.write_bytes(b"half a png")
+    others = [temp_name(dst / "astronaut.jpg"), dst / "a" / ".tmp-coffee-notes-0badc0de.png"]
+    for other in others:
+        other.write_bytes(b"someone else's")
     report = translate_folder(translator, src, dst, progress=False)
     assert report.ok and len(report.translated) == len(pngs)
-    assert files_under(dst) == set(expected)
+    assert not stale.exists() and all(other.exists() for other in others)
+    assert {name for name in files_under(dst) if not is_temp(Path(name).name)} == set(expected)
 
 
 def test_bad_files_are_reported_by_name_and_others_translate(translator, small_tree, tmp_path, caplog):

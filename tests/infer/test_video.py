@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 from tests.media import clip_frame, has_encoder, make_audio_only, make_clip, read_clip, truncate_file, upright
 from translate.config import NetConfig
 from translate.errors import UserError
+from translate.files import is_temp
 from translate.infer import video as video_mod
 from translate.infer.translator import Translator
 from translate.infer.video import VideoReport, translate_video
@@ -61,7 +63,7 @@ def test_variable_frame_rate_timestamps_kept_exactly(identity: Translator, tmp_p
     src = make_clip(tmp_path / "vfr.mp4", frames=14, vfr=True, audio=True)
     translate_video(identity, src, tmp_path / "out.mp4", progress=False)
     before, after = read_clip(src), read_clip(tmp_path / "out.mp4")
-    gaps = [b - a for a, b in zip(before.times, before.times[1:])]
+    gaps = [b - a for a, b in pairwise(before.times)]
     assert len(set(gaps)) >= 4  # the clip really is variable frame rate
     assert after.times == before.times
     # mp4 derives a stream's duration from decode timestamps, which the encoder chooses:
@@ -188,7 +190,7 @@ def test_truncated_file_translates_what_decodes_and_warns(identity: Translator, 
 
 
 def _no_output_left(folder: Path, name: str) -> bool:
-    return not (folder / name).exists() and not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    return not (folder / name).exists() and not [p for p in folder.iterdir() if is_temp(p.name)]
 
 
 @pytest.mark.parametrize("case", ["missing", "no_video", "not_a_video", "truncated_index", "image"])
@@ -226,7 +228,7 @@ def test_output_is_atomic_when_translation_fails(tiny: Translator, tmp_path: Pat
     with pytest.raises(RuntimeError, match="out of memory"):
         translate_video(Failing(), src, dst, batch_size=2, progress=False)
     assert dst.read_bytes() == b"previous result"  # never replaced by a partial file
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in tmp_path.iterdir() if is_temp(p.name)]
 
 
 def test_refuses_output_equal_to_input_and_unusable_outputs(tiny: Translator, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from translate.errors import UserError
+from translate.files import to_channels, to_unit
 
 logger = logging.getLogger("translate")
 T = TypeVar("T")
@@ -120,7 +121,13 @@ def _exif(im: Image.Image) -> Image.Exif:
     return im.getexif()
 
 
-def _open_header(path: Path) -> ImageHeader:
+def read_header(path: Path) -> ImageHeader:
+    """Size, mode and EXIF orientation of an image file, read without decoding pixels.
+
+    Raises:
+        ImageReadError: The file is missing, not an image, or larger than :data:`MAX_PIXELS`;
+            the message is ``"<path>: <reason> — <what to do>"``.
+    """
     try:
         with warnings.catch_warnings():
             # Pillow's warnings (bomb size, corrupt EXIF, …) would reach the user without the
@@ -175,7 +182,7 @@ def read_image_header(path: Path) -> tuple[int, int]:
     Raises:
         ImageReadError: The file is missing, not an image, or larger than :data:`MAX_PIXELS`.
     """
-    header = _open_header(Path(path))
+    header = read_header(Path(path))
     return header.width, header.height
 
 
@@ -206,32 +213,14 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return image
 
 
-def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Convert a float HWC image with 1 or 3 channels to ``channels`` channels.
+def decode_opencv(path: Path, header: ImageHeader) -> np.ndarray | None:
+    """The pixels as OpenCV decodes them (``IMREAD_UNCHANGED``: BGR(A) order, own dtype).
 
-    RGB to gray uses the ITU-R 601 luma weights (as Pillow's ``convert("L")``); gray to RGB
-    repeats the channel.
-
-    Args:
-        image: float32 (H, W, 1) or (H, W, 3).
-        channels: 1 (grayscale) or 3 (RGB).
-
-    Returns:
-        float32 (H, W, channels).
+    None when the header's mode is one OpenCV gets wrong (palette, CMYK, 1-bit, …) or OpenCV
+    cannot decode the file (e.g. truncated): decode with Pillow then.
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    have = image.shape[2]
-    if have == channels:
-        return image
-    if have == 3:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
-    if have == 1:
-        return np.repeat(image, 3, axis=2)
-    raise ValueError(f"expected an image with 1 or 3 channels, got shape {image.shape}")
-
-
-def _decode_opencv(path: Path) -> np.ndarray | None:
+    if header.mode not in _OPENCV_MODES:
+        return None
     try:
         data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode: non-ASCII paths work
     except OSError:
@@ -241,7 +230,7 @@ def _decode_opencv(path: Path) -> np.ndarray | None:
 
 def _decode_pillow(path: Path) -> np.ndarray:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # as in _open_header
+        warnings.simplefilter("ignore")  # as in read_header
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16L", "I;16B"):
@@ -252,15 +241,13 @@ def _decode_pillow(path: Path) -> np.ndarray:
 
 
 def _to_unit_float(pixels: np.ndarray, path: Path) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) / 65535.0
+    if pixels.dtype in (np.uint8, np.uint16):
+        return to_unit(pixels)
     if pixels.dtype in (np.float32, np.float64):
         # Float TIFFs carry no range; [0, 1] is the common convention.
         return np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0)
     if pixels.dtype == np.int32 and pixels.min() >= 0 and pixels.max() <= 65535:
-        return pixels.astype(np.float32) / 65535.0  # Pillow's "I" mode holding 16-bit data
+        return to_unit(pixels.astype(np.uint16))  # Pillow's "I" mode holding 16-bit data
     raise ImageReadError(
         f"{path}: unsupported sample type {pixels.dtype} — re-save it as 8- or 16-bit PNG"
     )
@@ -288,8 +275,8 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     path = Path(path)
-    header = _open_header(path)
-    pixels = _decode_opencv(path) if header.mode in _OPENCV_MODES else None
+    header = read_header(path)
+    pixels = decode_opencv(path, header)
     from_opencv = pixels is not None
     if pixels is None:
         try:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from translate.errors import UserError
+from translate.files import to_channels, to_unit
 
 # Disjoint sources for the two unpaired domains; grayscale photos are used as RGB.
 DAY_PHOTOS = ("astronaut", "coffee", "camera", "coins")
@@ -66,10 +67,10 @@ def render_night(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {img.shape}")
-    x = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    x = to_unit(img)
     x = np.clip(x, 0.0, 1.0) ** rng.uniform(1.8, 2.6) * rng.uniform(0.45, 0.7)
-    luma = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    x = luma[:, :, None] + rng.uniform(0.25, 0.5) * (x - luma[:, :, None])
+    luma = to_channels(x, 1)
+    x = luma + rng.uniform(0.25, 0.5) * (x - luma)
     x = x * np.array([0.7, 0.85, 1.25], dtype=np.float32) + np.array([0.0, 0.01, 0.04], dtype=np.float32)
     # Shot noise grows with the signal, read noise does not.
     sigma = np.sqrt(rng.uniform(0.0004, 0.001) * x + rng.uniform(0.00005, 0.0002))

@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from translate.config import DataConfig, Preprocess
 from translate.data.io import format_names
 from translate.errors import UserError
+from translate.files import unit_to_signed
 
 Phase = Literal["train", "test"]
 
@@ -230,7 +231,7 @@ class Augmenter:
         # SAME seed, so their first draws coincide (e.g. "flip" iff "crop near the top").
         seeds = np.random.SeedSequence(seed).generate_state(1 + len(self.compose.transforms))
         self.compose.set_random_seed(int(seeds[0]))
-        for transform, transform_seed in zip(self.compose.transforms, seeds[1:]):
+        for transform, transform_seed in zip(self.compose.transforms, seeds[1:], strict=True):
             transform.set_random_seed(int(transform_seed))
         inputs = {"image": image} if image_b is None else {"image": image, "image_b": image_b}
         out = self.compose(**inputs)
@@ -244,5 +245,4 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     """float32 HWC numpy image in [0, 1] -> float32 tensor (C, H, W) in [-1, 1]."""
     if image.ndim != 3:
         raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
-    return tensor * 2.0 - 1.0
+    return unit_to_signed(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)))

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from translate.errors import UserError
+from translate.files import atomic_path, atomic_write
 from translate.runtime import native_bf16
 
 log = logging.getLogger("translate")
@@ -78,8 +79,7 @@ def trim_clip(src: Path, dst: Path, *, frames: int, width: int) -> int:
     with av.open(str(src)) as inp:
         stream = inp.streams.video[0]
         height = int(round(stream.height * width / stream.width / 2)) * 2
-        tmp = dst.with_name(".tmp-" + dst.name)
-        with av.open(str(tmp), "w") as out:
+        with atomic_path(dst) as tmp, av.open(str(tmp), "w") as out:  # tmp keeps .mp4: PyAV picks the container from it
             ostream = out.add_stream("libx264", rate=stream.average_rate or 25)
             ostream.width, ostream.height, ostream.pix_fmt = width, height, "yuv420p"
             ostream.options = {"crf": "18"}
@@ -91,7 +91,6 @@ def trim_clip(src: Path, dst: Path, *, frames: int, width: int) -> int:
                 if written >= frames:
                     break
             out.mux(ostream.encode(None))
-    tmp.replace(dst)
     return written
 
 
@@ -118,9 +117,8 @@ def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, row_he
         rows.append(np.concatenate([tiles[0], gap, tiles[1]], axis=1))
     width = max(r.shape[1] for r in rows)
     sheet = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    tmp = path.with_name(".tmp-" + path.name)
-    Image.fromarray(np.concatenate(sheet, axis=0)).save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(sheet, axis=0)).save(tmp, format="PNG")
 
 
 @dataclass
@@ -134,8 +132,6 @@ class DemoReport:
 
 def run_demo(out: Path, *, device: str = "auto", precision: str = "auto", frames: int = 48, video_width: int = 320, photo_side: int = 384) -> DemoReport:
     """Translate the demo photos and clip with the vintagify generator into ``out``."""
-    import torch
-
     from translate.infer.translator import Translator
 
     start = time.perf_counter()
@@ -163,7 +159,7 @@ def run_demo(out: Path, *, device: str = "auto", precision: str = "auto", frames
     clip_in, clip_out = video_dir / "bikes_input.mp4", video_dir / "bikes_vintage.mp4"
     report.video_frames = trim_clip(clip, clip_in, frames=frames, width=video_width)
     translator.translate_video(clip_in, clip_out, side_by_side=False, progress=False)
-    for a, b in zip(video_frames(clip_in, 2), video_frames(clip_out, 2)):
+    for a, b in zip(video_frames(clip_in, 2), video_frames(clip_out, 2), strict=False):
         pairs.append((a, b))
 
     sheet = out / "contact_sheet.png"
@@ -193,6 +189,4 @@ reference-layout checkpoint; precision {html.escape(precision)}. Photos: scikit-
 {rows}
 </table></body></html>
 """
-    tmp = page.with_name(".tmp-" + page.name)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(page)
+    atomic_write(page, text)

@@ -2,9 +2,9 @@
 
 Both formats take and return the network's own tensors, with no pre- or post-processing:
 
-* input ``input``: float32 ``(B, C_in, H, W)``, NCHW, values in [-1, 1] (``pixel / 127.5 - 1``);
+* input ``input``: float32 ``(B, C_in, H, W)``, NCHW, values in [-1, 1] (``pixel / 255 * 2 - 1``);
 * output ``output``: float32 ``(B, C_out, H, W)``, NCHW, values in [-1, 1]
-  (``(y + 1) * 127.5`` gives 8-bit pixels).
+  (``(y + 1) / 2 * 255`` gives 8-bit pixels).
 
 B, H and W are dynamic, but H and W must be multiples of the network's size multiple (4 for
 ``resnet_*``, 128 for ``unet_128``, 256 for ``unet_256``): pad (reflect) and crop around the
@@ -22,7 +22,7 @@ TorchScript files (``torch.jit.trace``) are code-bearing archives for deployment
 ``torch::jit::load``, mobile, serving). translate never loads them: its own models are
 safetensors, which carry no code.
 
-Files are written atomically (temporary file + ``os.replace``).
+Files are written atomically (:func:`translate.files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from torch import nn
 
 from translate.config import NetConfig, to_json
 from translate.errors import UserError
+from translate.files import atomic_write, unit_to_signed
 
 log = logging.getLogger("translate")
 
@@ -110,14 +111,14 @@ def export_generator(
     model = copy.deepcopy(net).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
     model.requires_grad_(False)
     side = multiple * max(2, math.ceil(64 / multiple))
-    example = torch.rand(2, net_config.in_channels, side, side) * 2 - 1
+    example = unit_to_signed(torch.rand(2, net_config.in_channels, side, side))
     # Another batch, height and width than the example: proves the axes are really dynamic.
-    check_input = torch.rand(2, net_config.in_channels, side + multiple, side + 2 * multiple) * 2 - 1
+    check_input = unit_to_signed(torch.rand(2, net_config.in_channels, side + multiple, side + 2 * multiple))
 
     if fmt == "onnx":
         data, used = _onnx_bytes(model, example, multiple, opset, exporter)
         data = _with_metadata(data, net_config, multiple)
-        _write_atomic(out, data)
+        atomic_write(out, data)
         diff = _check_onnx(out, model, check_input) if check else None
     else:
         used = "trace"
@@ -126,7 +127,7 @@ def export_generator(
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated": still the deployable format
             traced = torch.jit.trace(model, example, check_trace=False)
             torch.jit.save(traced, buffer)
-        _write_atomic(out, buffer.getvalue())
+        atomic_write(out, buffer.getvalue())
         diff = _check_torchscript(out, model, check_input) if check else None
     if diff is not None and diff > CHECK_TOLERANCE:
         log.warning("%s: exported %s differs from PyTorch by up to %.3g", out, fmt, diff)
@@ -239,17 +240,3 @@ def _check_destination(out: Path, protect: Sequence[str | Path]) -> Path:
         if guarded.is_dir() and target.is_relative_to(guarded) and target.suffix == ".safetensors":
             raise UserError(f"{out}: would overwrite weights inside {item}; choose another output file")
     return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: could not be written ({exc.strerror or exc})") from None

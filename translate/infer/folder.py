@@ -2,9 +2,9 @@
 
 The pipeline keeps the network busy: a pool of reader threads decodes ahead into a bounded
 queue (OpenCV and Pillow release the GIL), consecutive images of one size are batched, and a
-pool of writer threads encodes behind. Every output is written atomically (temp name in the same
-folder, fsync, ``os.replace``), so an output that exists under its final name is complete; that
-is what makes a re-run skip finished work and redo only what an interruption cut short.
+pool of writer threads encodes behind. Every output is written atomically
+(:func:`translate.files.atomic_path`), so an output that exists under its final name is complete;
+that is what makes a re-run skip finished work and redo only what an interruption cut short.
 
 Sharding: under ``torchrun`` (``WORLD_SIZE > 1``) rank ``r`` translates ``files[r::world]`` of
 the sorted file list; no process group is needed, and each rank reports its own counts.
@@ -24,14 +24,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from translate.data.io import IMAGE_EXTENSIONS, ImageReadError, list_images, to_channels
+from translate.data.io import IMAGE_EXTENSIONS, ImageReadError, list_images
 from translate.errors import UserError
+from translate.files import remove_stale_temps, signed_to_unit, to_channels, to_unit, unit_to_signed
 from translate.infer.image_files import (
     WRITABLE_EXTENSIONS,
     canonical_suffix,
     fit_format,
     read_native,
-    remove_stale_temps,
     resize_image,
     write_image_atomic,
 )
@@ -316,7 +316,7 @@ def _run(translator, jobs: list[_Job], report: FolderReport, *, quality: int,
         else:
             todo.append(job)
     if todo:
-        remove_stale_temps(job.dst for job in todo)
+        remove_stale_temps(job.dst for job in todo)  # only those beside what this rank writes
         # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI, pipes).
         bar = tqdm(total=len(todo), unit="img", disable=None if progress else True, dynamic_ncols=True)
         with bar, logging_redirect_tqdm():
@@ -368,7 +368,7 @@ def _pipeline(translator, todo, report, notes, bar, quality, batch_size, max_sid
                 bar.update(1)
             group.clear()
             return
-        for item, out in zip(group, fake):
+        for item, out in zip(group, fake, strict=True):
             writes.append((item.job, writers.submit(_encode_and_write, item, out.numpy(), quality)))
         group.clear()
         drain(write_behind)
@@ -408,8 +408,8 @@ def _strip_path(message: str, path: Path) -> str:
 
 
 def _write_reason(dst: Path | None, error: BaseException) -> str:
-    if isinstance(error, OSError):
-        return f"could not write {dst} ({error.strerror or error}) — check free space and permissions"
+    if isinstance(error, UserError):  # atomic_path's line: the output, the OS error, the fix
+        return str(error)
     return f"could not encode {dst} ({type(error).__name__}: {error}) — try another --format"
 
 
@@ -425,14 +425,12 @@ def _decode(job: _Job, in_channels: int, max_side: int | None, size: tuple[int, 
         raise
     except Exception as exc:  # cv2.error, MemoryError, …: one bad file must not end the run
         raise ImageReadError(f"{job.src}: cannot be decoded ({type(exc).__name__}: {exc}) — re-save it or remove it") from None
-    dtype = image.dtype
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(dtype, 1.0)
     alpha = None
     if image.shape[2] in (2, 4):
         image, alpha = image[:, :, :-1], image[:, :, -1:]
-    x = to_channels(image.astype(np.float32) / scale, in_channels)
-    pixels = np.ascontiguousarray(x.transpose(2, 0, 1)) * 2 - 1
-    return _Decoded(job, pixels, alpha, dtype)
+    x = to_channels(to_unit(image), in_channels)
+    pixels = unit_to_signed(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    return _Decoded(job, pixels, alpha, image.dtype)
 
 
 # ------------------------------------------------------------------------------ writing
@@ -443,10 +441,9 @@ def _encode_and_write(item: _Decoded, fake: np.ndarray, quality: int) -> list[st
 
     Returns the format compromises made (for the report's notes).
     """
-    out = (fake.transpose(1, 2, 0) + 1) / 2
+    out = signed_to_unit(fake.transpose(1, 2, 0))
     if item.alpha is not None and out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)  # gray+alpha is poorly supported by writers; RGBA is not
-    out = np.clip(out, 0, 1)
     if item.dtype != np.float32:
         scale = 255.0 if item.dtype == np.uint8 else 65535.0
         out = np.round(out * scale).astype(item.dtype)

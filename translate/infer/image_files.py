@@ -1,27 +1,24 @@
 """Image files as a translated copy needs them: alpha and 16-bit depth kept, writes atomic.
 
 :func:`translate.data.io.read_image` serves training (float, alpha dropped); :func:`read_native`
-keeps what a translated copy must preserve. :func:`write_image_atomic` writes so that a file under
-its final name is always complete (temp name in the same folder, fsync, ``os.replace``), which is
+keeps what a translated copy must preserve. :func:`write_image_atomic` writes through
+:func:`translate.files.atomic_path`, so a file under its final name is always complete, which is
 what lets ``translate apply`` resume by skipping outputs that exist.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 import cv2
 import numpy as np
 
-from translate.data.io import ImageReadError
+from translate.data.io import ImageReadError, apply_orientation, decode_opencv, read_header
+from translate.files import atomic_path
 
 # What our writer (cv2.imencode) can produce; other extensions are written as .png.
 WRITABLE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-TMP_SUFFIX = ".translate-tmp"  # hidden ".<name>.<token>.translate-tmp" beside the output
 
 
 def canonical_suffix(suffix: str) -> str:
@@ -39,14 +36,11 @@ def read_native(path: Path) -> np.ndarray:
     Raises:
         ImageReadError: missing, not an image, truncated, too large or of an unsupported type.
     """
-    # The header checks (missing, not an image, decompression bomb) are io.py's.
-    from translate.data.io import _OPENCV_MODES, _decode_opencv, _open_header, apply_orientation
-
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes) — copy it again or remove it")
-    header = _open_header(path)  # missing, unreadable, not an image, too large: io.py's messages
-    pixels = _decode_opencv(path) if header.mode in _OPENCV_MODES else None
+    header = read_header(path)  # missing, unreadable, not an image, too large: io.py's messages
+    pixels = decode_opencv(path, header)
     if pixels is None:  # unusual modes, or data OpenCV refuses (e.g. truncated): Pillow decides
         pixels = _decode_pillow_keep_alpha(path)
     elif pixels.ndim == 3 and pixels.shape[2] in (3, 4):
@@ -119,19 +113,12 @@ def fit_format(image: np.ndarray, suffix: str) -> tuple[np.ndarray, list[str]]:
 def write_image_atomic(path: Path, image: np.ndarray, quality: int = 95) -> None:
     """Write an HWC RGB(A)/gray image so that ``path`` either is complete or does not exist.
 
-    The bytes go to a hidden temp file beside ``path``, are fsync'ed, then renamed over it.
+    Raises:
+        UserError: The file cannot be written (disk full, permissions); names ``path``.
+        ValueError: OpenCV cannot encode this image in the format of ``path``'s suffix.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as f:
-            _encode_into(f, image, canonical_suffix(path.suffix), quality)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        _encode_into(f, image, canonical_suffix(path.suffix), quality)
 
 
 def _encode_into(f: IO[bytes], image: np.ndarray, suffix: str, quality: int) -> None:
@@ -142,23 +129,3 @@ def _encode_into(f: IO[bytes], image: np.ndarray, suffix: str, quality: int) -> 
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.shape} {image.dtype} image as {suffix}")
     f.write(data.tobytes())
-
-
-def remove_stale_temps(outputs: Iterable[Path]) -> None:
-    """Delete temp files a killed run left beside ``outputs`` (and only beside those).
-
-    Callers pass only the outputs they are about to write, so concurrent ranks never race.
-    """
-    by_folder: dict[Path, set[str]] = {}
-    for out in outputs:
-        by_folder.setdefault(out.parent, set()).add(out.name)
-    for folder, names in by_folder.items():
-        try:
-            entries = os.listdir(folder)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.startswith(".") and entry.endswith(TMP_SUFFIX):
-                target = entry[1 : -len(TMP_SUFFIX)].rsplit(".", 1)[0]
-                if target in names:
-                    (folder / entry).unlink(missing_ok=True)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-from glob import escape as glob_escape
 import queue
 import sys
 import threading
@@ -47,7 +46,8 @@ import numpy as np
 import torch
 
 from translate.errors import UserError
-from translate.infer.video_probe import _NOT_FOUND, _open_input, _Probe, _reason, _video_stream, apply_ops, probe_video
+from translate.files import atomic_path, grey_tensor, remove_stale_temps, signed_to_uint8, to_unit, unit_to_signed
+from translate.infer.video_probe import NOT_FOUND, VideoProbe, apply_ops, error_reason, open_input, probe_video, video_stream
 
 log = logging.getLogger("translate")
 
@@ -93,7 +93,7 @@ class VideoReport:
 
 
 # ----------------------------------------------------------------------------------------
-# orientation
+# the pipeline's queues and threads
 
 
 class _Stopped(Exception):
@@ -144,11 +144,11 @@ class _Worker(threading.Thread):
             self.stop.set()
 
 
-def _decode(container: Any, probe: _Probe, audio_map: dict[int, Any], out: _Pipe, status: dict[str, Any]) -> None:
+def _decode(container: Any, probe: VideoProbe, audio_map: dict[int, Any], out: _Pipe, status: dict[str, Any]) -> None:
     """Decoder thread: video frames → ("video", pts, duration, upright RGB), audio packets as they are."""
     import av
 
-    stream = _video_stream(container)
+    stream = video_stream(container)
     default_duration = max(1, round(1 / (probe.rate * probe.time_base)))
     held = None  # [pts, duration, image]: a frame's display duration is known when the next one arrives
     count = 0
@@ -173,7 +173,7 @@ def _decode(container: Any, probe: _Probe, audio_map: dict[int, Any], out: _Pipe
                 held = [pts, frame.duration or default_duration, apply_ops(frame.to_ndarray(format="rgb24", **size), probe.ops)]
                 count += 1
     except av.error.FFmpegError as exc:
-        status["read_error"] = _reason(exc)
+        status["read_error"] = error_reason(exc)
     if held is not None:
         complete = not status["read_error"] and count >= (probe.announced_frames or 0)
         if complete and probe.stream_end is not None and 0 < probe.stream_end - held[0] <= 10 * default_duration:
@@ -219,7 +219,7 @@ def _encode(container: Any, stream: Any, audio_map: dict[int, Any], source: _Pip
     container.close()  # writes the trailer (the mp4 index): the file is complete only now
 
 
-def _open_output(tmp: Path, dst: Path, probe: _Probe, codec: str, crf: int, size: tuple[int, int], in_container: Any) -> tuple[Any, Any, dict[int, Any]]:
+def _open_output(tmp: Path, dst: Path, probe: VideoProbe, codec: str, crf: int, size: tuple[int, int], in_container: Any) -> tuple[Any, Any, dict[int, Any]]:
     import av
 
     try:
@@ -229,7 +229,7 @@ def _open_output(tmp: Path, dst: Path, probe: _Probe, codec: str, crf: int, size
     try:
         container = av.open(str(tmp), "w")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise UserError(f"{dst}: cannot write a video with suffix {dst.suffix!r} ({_reason(exc)}); use .mp4, .mkv or .mov") from None
+        raise UserError(f"{dst}: cannot write a video with suffix {dst.suffix!r} ({error_reason(exc)}); use .mp4, .mkv or .mov") from None
     try:
         if codec not in container.supported_codecs:
             raise UserError(f"{dst}: a {dst.suffix} file cannot hold --codec {codec}; use an .mp4/.mkv output or a codec it holds (libvpx-vp9 for .webm)")
@@ -257,20 +257,10 @@ def _open_output(tmp: Path, dst: Path, probe: _Probe, codec: str, crf: int, size
 # the public function
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def check_paths(src: Path, dst: Path) -> None:
     """``UserError`` when ``src`` is missing or ``dst`` is ``src`` itself (a link to it included)."""
     if not src.exists():
-        raise UserError(_NOT_FOUND.format(src=src))
+        raise UserError(NOT_FOUND.format(src=src))
     if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
         raise UserError(f"{dst}: is the input itself; choose another output path")
 
@@ -326,36 +316,27 @@ def translate_video(
         torch.backends.cudnn.benchmark = True  # every frame has the same size: tune cuDNN once
     if dst.is_dir():
         raise UserError(f"{dst}: is a folder; pass an output video file such as {dst / (src.stem + '_translated.mp4')}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    # a killed earlier run leaves its temporary file behind: remove those of dead processes
-    for stale in dst.parent.glob(f".tmp-{glob_escape(dst.stem)}-*{glob_escape(dst.suffix)}"):
-        pid = stale.name[len(f".tmp-{dst.stem}-"): len(stale.name) - len(dst.suffix)]
-        if pid.isdigit() and not _alive(int(pid)):
-            stale.unlink(missing_ok=True)
-    tmp = dst.with_name(f".tmp-{dst.stem}-{os.getpid()}{dst.suffix}")  # same folder: os.replace is atomic
-    try:
+    # a killed earlier run leaves its temporary file behind; a live run's is claimed, and kept
+    remove_stale_temps(dst)
+    # the temporary keeps dst's suffix, from which PyAV picks the container
+    with atomic_path(dst, claim=True) as tmp:
         report = _run_pipeline(translator, src, dst, tmp, probe, codec=codec, crf=crf, side_by_side=side_by_side,
                                batch_size=batch_size, progress=progress, queue_bound=queue_bound or 2 * batch_size)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _to_tensor(images: list[np.ndarray], in_channels: int) -> torch.Tensor:
     """(H, W, 3) uint8 images → (B, in_channels, H, W) float32 in [-1, 1]."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
-    if in_channels == 1:  # ITU-R 601 luma, as for images
-        batch = (batch * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return batch
+    batch = unit_to_signed(torch.from_numpy(to_unit(np.stack(images))).permute(0, 3, 1, 2))
+    return grey_tensor(batch) if in_channels == 1 else batch
 
 
 def _to_images(batch: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) in [-1, 1] → (B, H, W, 3) uint8; one channel becomes gray RGB."""
     if batch.shape[1] == 1:
         batch = batch.expand(-1, 3, -1, -1)
-    return batch.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return signed_to_uint8(batch).transpose(0, 2, 3, 1)
 
 
 def _even(image: np.ndarray) -> np.ndarray:
@@ -365,7 +346,7 @@ def _even(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: _Probe, *, codec: str, crf: int,
+def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: VideoProbe, *, codec: str, crf: int,
                   side_by_side: bool, batch_size: int, progress: bool, queue_bound: int) -> VideoReport:
     from tqdm import tqdm
 
@@ -375,7 +356,7 @@ def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: _Prob
     width, height = width + width % 2, upright_h + upright_h % 2
     report = VideoReport(src=src, dst=dst, expected_frames=probe.expected_frames, width=width, height=height,
                          rotation=probe.rotation, queue_bound=queue_bound)
-    in_container = _open_input(src)
+    in_container = open_input(src)
     try:
         out_container, out_stream, audio_map = _open_output(tmp, dst, probe, codec, crf, (width, height), in_container)
     except BaseException:
@@ -396,7 +377,7 @@ def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: _Prob
         tick = time.perf_counter()
         fake = translator.translate_batch(_to_tensor([image for _, _, image in pending], translator.in_channels))
         report.model_seconds += time.perf_counter() - tick
-        for (pts, duration, real), out in zip(pending, _to_images(fake)):
+        for (pts, duration, real), out in zip(pending, _to_images(fake), strict=True):
             frames_out.put(("video", pts, duration, _even(np.concatenate([real, out], axis=1) if side_by_side else out)))
         report.frames += len(pending)
         bar.update(len(pending))
@@ -431,14 +412,14 @@ def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: _Prob
 
     for worker in (decoder, encoder):
         if isinstance(worker.error, av.error.FFmpegError) and worker is encoder:
-            raise UserError(f"{dst}: writing the video failed ({_reason(worker.error)}); try another --codec or an .mkv output") from worker.error
+            raise UserError(f"{dst}: writing the video failed ({error_reason(worker.error)}); try another --codec or an .mkv output") from worker.error
         if worker.error is not None:
             raise worker.error
     report.peak_queued = max(frames_in.peak, frames_out.peak)
     return _check_complete(report, probe, status)
 
 
-def _check_complete(report: VideoReport, probe: _Probe, status: dict[str, Any]) -> VideoReport:
+def _check_complete(report: VideoReport, probe: VideoProbe, status: dict[str, Any]) -> VideoReport:
     if report.frames == 0:
         raise UserError(f"{report.src}: no video frame could be decoded; re-export or repair the video")
     if probe.announced_frames:

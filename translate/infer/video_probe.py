@@ -21,7 +21,7 @@ from translate.errors import UserError
 log = logging.getLogger("translate")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-_NOT_FOUND = "{src}: not found; pass an existing video file (mp4, mkv, mov, avi, webm) or a folder of frames"
+NOT_FOUND = "{src}: not found; pass an existing video file (mp4, mkv, mov, avi, webm) or a folder of frames"
 
 
 def upright_ops(matrix: np.ndarray | None, rotation: float) -> tuple[str, ...]:
@@ -77,7 +77,9 @@ def apply_ops(image: np.ndarray, ops: tuple[str, ...]) -> np.ndarray:
 
 
 @dataclass
-class _Probe:
+class VideoProbe:
+    """What :func:`probe_video` found out about a video file's first video stream."""
+
     width: int  # stored size of the frames (before turning upright)
     height: int
     ops: tuple[str, ...]
@@ -95,37 +97,39 @@ class _Probe:
         return round(self.announced_seconds * self.rate) or None
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
+    """A short reason for a message: the OS/FFmpeg error text, without its final period."""
     return str(getattr(exc, "strerror", None) or exc).strip().rstrip(".") or type(exc).__name__
 
 
-def _open_input(src: Path) -> Any:
+def open_input(src: Path) -> Any:
+    """Open ``src`` for reading with PyAV (``UserError`` naming it if missing, an image or unreadable)."""
     import av
 
     if not src.exists():
-        raise UserError(_NOT_FOUND.format(src=src))
+        raise UserError(NOT_FOUND.format(src=src))
     if src.suffix.lower() in IMAGE_SUFFIXES:
         raise UserError(f"{src}: is an image, not a video; translate images with `translate apply`")
     try:
         return av.open(str(src), "r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise UserError(f"{src}: cannot be read as a video ({_reason(exc)}): it is damaged, truncated or not a video; "
+        raise UserError(f"{src}: cannot be read as a video ({error_reason(exc)}): it is damaged, truncated or not a video; "
                         "pass a file FFmpeg decodes (mp4, mkv, mov, avi, webm)") from None
 
 
-def _video_stream(container: Any) -> Any:
+def video_stream(container: Any) -> Any:
     """The first video stream that is not a cover picture (music files carry those)."""
     import av
 
     return next((s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
 
 
-def probe_video(src: Path) -> _Probe:
+def probe_video(src: Path) -> VideoProbe:
     """Open ``src``, decode its first video frame and describe the stream (``UserError`` if unusable)."""
     import av
 
-    with _open_input(src) as container:
-        stream = _video_stream(container)
+    with open_input(src) as container:
+        stream = video_stream(container)
         if stream is None:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no stream"
             raise UserError(f"{src}: has no video stream (it holds {kinds}); pass a file with a video track")
@@ -144,7 +148,7 @@ def probe_video(src: Path) -> _Probe:
             raise UserError(f"{src}: no video frame could be decoded (damaged, truncated or an unsupported codec); re-export or repair the video")
         side_data = first.side_data.get("DISPLAYMATRIX")
         matrix = None if side_data is None else np.frombuffer(bytes(side_data), dtype=np.int32)
-        return _Probe(
+        return VideoProbe(
             width=first.width, height=first.height, ops=upright_ops(matrix, first.rotation),
             rotation=int(first.rotation) if matrix is not None else 0,
             time_base=stream.time_base or Fraction(1, 90000),
@@ -153,7 +157,3 @@ def probe_video(src: Path) -> _Probe:
             announced_seconds=container.duration / 1e6 if container.duration else None,
             stream_end=(stream.start_time or 0) + stream.duration if stream.duration else None,
         )
-
-
-# ----------------------------------------------------------------------------------------
-# the threads

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 from translate.data.io import find_images, format_names, read_image, read_image_header
 from translate.data.paired import images_by_key
 from translate.errors import UserError
+from translate.files import atomic_write
 from translate.metrics.distribution import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -148,9 +148,9 @@ class EvalReport:
         except OSError as exc:
             raise UserError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
         json_path, csv_path = out_dir / "metrics.json", out_dir / "metrics.csv"
-        _write_atomic(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        atomic_write(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         if self.names:
-            _write_atomic(csv_path, self.to_csv())
+            atomic_write(csv_path, self.to_csv())
         return json_path, csv_path
 
 
@@ -162,16 +162,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: could not be written ({exc.strerror or exc})") from None
 
 
 def match_pairs(pred_dir: str | Path, target_dir: str | Path) -> list[tuple[str, Path, Path]]:
@@ -236,7 +226,7 @@ def evaluate_pairs(pairs: Sequence[tuple[str, Path, Path]], *, check_sizes: bool
     if check_sizes:
         check_pair_sizes(pairs)
     values: dict[str, list[float]] = {name: [] for name in PAIRED_METRICS}
-    for name, pred_path, target_path in pairs:
+    for _, pred_path, target_path in pairs:
         pred = torch.from_numpy(read_image(pred_path, 3)).permute(2, 0, 1)[None]
         target = torch.from_numpy(read_image(target_path, 3)).permute(2, 0, 1)[None]
         if min(pred.shape[-2:]) < SSIM_WINDOW:

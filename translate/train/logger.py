@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from translate.files import atomic_path, signed_to_uint8
+
 
 class MetricsLog:
     """Appends one JSON object per line to ``RUN/metrics.jsonl``; mirrors to TensorBoard if present."""
@@ -43,27 +45,24 @@ class MetricsLog:
             self.tb.close()
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
+def _rgb_uint8(image: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [-1, 1] → (H, W, 3) uint8 (grayscale repeated to RGB)."""
-    image = image.detach().float().cpu().clamp(-1, 1)
-    if image.shape[0] == 1:
-        image = image.expand(3, -1, -1)
-    return ((image[:3] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pixels = signed_to_uint8(image[:3]).transpose(1, 2, 0)
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
-def save_grid(path: Path, rows: list[list[torch.Tensor]]) -> None:
-    """Save rows of (C, H, W) images in [-1, 1] as one PNG (rows of equal height)."""
+def save_grid(path: Path, rows: list[list[torch.Tensor]], *, hint: str = "free disk space or fix permissions") -> None:
+    """Save rows of (C, H, W) images in [-1, 1] as one PNG (rows of equal height), atomically.
+
+    Raises:
+        UserError: The PNG cannot be written; the line names ``path`` and ends with ``hint``.
+    """
     lines = []
     for row in rows:
         h = max(t.shape[-2] for t in row)
-        tiles = [np.pad(to_uint8(t), ((0, h - t.shape[-2]), (0, 0), (0, 0))) for t in row]
+        tiles = [np.pad(_rgb_uint8(t), ((0, h - t.shape[-2]), (0, 0), (0, 0))) for t in row]
         lines.append(np.concatenate(tiles, axis=1))
     width = max(line.shape[1] for line in lines)
     lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines]
-    tmp = path.with_name(".tmp-" + path.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(path, hint=hint) as tmp:
         Image.fromarray(np.concatenate(lines, axis=0)).save(tmp, format="PNG")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
