@@ -78,3 +78,19 @@ def photo() -> Callable[..., torch.Tensor]:
         return torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1
 
     return load
+
+
+# --- the ``cuda`` marker: tests that need a CUDA GPU (tests/test_cuda.py; scripts/gpu_check.sh runs them)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped where torch.cuda.is_available() is false)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is false")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
