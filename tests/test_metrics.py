@@ -86,8 +86,13 @@ def test_ssim_matches_scikit_image() -> None:
     ours = ssim(pred, target)
     for i in range(2):
         reference = metrics.structural_similarity(
-            pred[i].permute(1, 2, 0).double().numpy(), target[i].permute(1, 2, 0).double().numpy(),
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2,
+            pred[i].permute(1, 2, 0).double().numpy(),
+            target[i].permute(1, 2, 0).double().numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=2,
         )
         assert ours[i].item() == pytest.approx(reference, abs=2e-4)
     assert 0 < ours[1] < ours[0] < 1
@@ -365,8 +370,7 @@ def test_pairs_of_different_sizes_are_named(tmp_path: Path) -> None:
 
 
 def test_report_json_keeps_inf_as_a_string(tmp_path: Path) -> None:
-    report = EvalReport("p", "t", names=["a", "b"], per_image={"psnr": [math.inf, 20.0], "l1": [0.0, 0.1]},
-                        counts={"pred": 2, "target": 2})
+    report = EvalReport("p", "t", names=["a", "b"], per_image={"psnr": [math.inf, 20.0], "l1": [0.0, 0.1]}, counts={"pred": 2, "target": 2})
     json_path, csv_path = report.write(tmp_path / "out")
     data = json.loads(json_path.read_text())
     assert data["mean"]["psnr"] == "inf" and data["per_image"][0]["psnr"] == "inf"

@@ -45,8 +45,23 @@ def test_translates_a_clip_keeping_frames_timing_and_audio(model: Path, clip: Pa
 
 def test_side_by_side_codec_and_crf_flags(model: Path, clip: Path, tmp_path: Path) -> None:
     dst = tmp_path / "compare.mkv"
-    code = main(["video", "--model", str(model), str(clip), str(dst), "--side-by-side", "--codec", "libx264",
-                 "--crf", "30", "--device", "cpu", "--no-progress"])
+    code = main(
+        [
+            "video",
+            "--model",
+            str(model),
+            str(clip),
+            str(dst),
+            "--side-by-side",
+            "--codec",
+            "libx264",
+            "--crf",
+            "30",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     after = read_clip(dst)
     assert (after.width, after.height, len(after.frames)) == (128, 48, 10)

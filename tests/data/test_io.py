@@ -27,8 +27,7 @@ from translate.files import to_channels
 
 def test_list_images_recursive_sorted_case_insensitive_and_skips_hidden(tmp_path, photo, write_image):
     img = photo(width=8, height=8)
-    for rel in ["b.jpg", "a.PNG", "sub/c.Tiff", "sub/deeper/d.webp", "e.bmp", "f.JPEG",
-                ".hidden.png", ".cache/g.png", "notes.txt"]:
+    for rel in ["b.jpg", "a.PNG", "sub/c.Tiff", "sub/deeper/d.webp", "e.bmp", "f.JPEG", ".hidden.png", ".cache/g.png", "notes.txt"]:
         path = tmp_path / rel
         if rel.endswith(".txt"):
             path.write_text("x")

@@ -54,8 +54,7 @@ def pix2pix_config(root: Path, **data):
 
 
 def test_side_by_side_halves_are_a_and_b(side_by_side_root, photo):
-    dataset = make(side_by_side_root / "train",
-                   preprocessing=Preprocessing(mode="none", flip=False, phase="test"))
+    dataset = make(side_by_side_root / "train", preprocessing=Preprocessing(mode="none", flip=False, phase="test"))
     assert dataset.layout == "side_by_side" and len(dataset) == 4
     item = dataset[0]
     expected_a = torch.from_numpy(photo(PHOTOS[0], 40, 36).transpose(2, 0, 1) / 127.5 - 1).float()
@@ -92,16 +91,13 @@ def test_epochs_differ_and_repeat(side_by_side_root):
 def test_folders_matched_by_relative_path_without_extension(folders_root):
     dataset = make(folders_root / "train")
     assert dataset.layout == "folders"
-    names = [(a.relative_to(folders_root / "train").as_posix(),
-              b.relative_to(folders_root / "train").as_posix()) for a, b in dataset.pairs]
-    assert names == [("A/0.png", "B/0.tif"), ("A/1.png", "B/1.tif"), ("A/3.png", "B/3.tif"),
-                     ("A/sub/2.png", "B/sub/2.tif")]
+    names = [(a.relative_to(folders_root / "train").as_posix(), b.relative_to(folders_root / "train").as_posix()) for a, b in dataset.pairs]
+    assert names == [("A/0.png", "B/0.tif"), ("A/1.png", "B/1.tif"), ("A/3.png", "B/3.tif"), ("A/sub/2.png", "B/sub/2.tif")]
 
 
 def test_direction_btoa_and_mixed_channels(side_by_side_root, folders_root):
     for root in (side_by_side_root, folders_root):
-        dataset = make(root / "train", direction="BtoA", channels_a=1, channels_b=3,
-                       preprocessing=Preprocessing(mode="crop", crop_size=32))
+        dataset = make(root / "train", direction="BtoA", channels_a=1, channels_b=3, preprocessing=Preprocessing(mode="crop", crop_size=32))
         item = dataset[0]
         assert item["A"].shape == (1, 32, 32) and item["B"].shape == (3, 32, 32)
         # batch A is now the negative side: its gray is the negative of B's gray

@@ -78,8 +78,7 @@ def test_crop_larger_than_image_names_the_file():
 def test_from_config():
     data = DataConfig(preprocess="crop", load_size=70, crop_size=64, flip=False)
     prep = Preprocessing.from_config(data, "test", multiple=8)
-    assert (prep.mode, prep.load_size, prep.crop_size, prep.flip, prep.phase, prep.multiple) == (
-        "crop", 70, 64, False, "test", 8)
+    assert (prep.mode, prep.load_size, prep.crop_size, prep.flip, prep.phase, prep.multiple) == ("crop", 70, 64, False, "test", 8)
 
 
 def test_same_seed_same_output_different_seed_different(image):
@@ -122,8 +121,7 @@ def test_flip_and_crop_are_independent(photo):
 def test_flip_happens_in_train_only_and_test_crops_centre(image):
     train = Augmenter(Preprocessing(mode="crop", crop_size=32, flip=True))
     outs = [train(image, seed=s)[0] for s in range(16)]
-    flipped = sum(any(np.array_equal(o, image[y:y + 32, x:x + 32][:, ::-1])
-                      for y in range(13) for x in range(29)) for o in outs)
+    flipped = sum(any(np.array_equal(o, image[y : y + 32, x : x + 32][:, ::-1]) for y in range(13) for x in range(29)) for o in outs)
     assert 0 < flipped < 16
     test = Augmenter(Preprocessing(mode="crop", crop_size=32, flip=True, phase="test"))
     for seed in range(4):
@@ -131,7 +129,7 @@ def test_flip_happens_in_train_only_and_test_crops_centre(image):
     no_flip = Augmenter(Preprocessing(mode="crop", crop_size=32, flip=False))
     for seed in range(8):
         out = no_flip(image, seed=seed)[0]
-        assert any(np.array_equal(out, image[y:y + 32, x:x + 32]) for y in range(13) for x in range(29))
+        assert any(np.array_equal(out, image[y : y + 32, x : x + 32]) for y in range(13) for x in range(29))
 
 
 def test_pair_size_mismatch_is_a_value_error(image):

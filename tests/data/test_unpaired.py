@@ -24,7 +24,8 @@ def make(root: Path, **kwargs) -> UnpairedDataset:
 def cyclegan_config(root: Path, **data) -> RunConfig:
     cfg = preset("cyclegan")
     return dataclasses.replace(
-        cfg, data=DataConfig(root=str(root), load_size=40, crop_size=32, **data),
+        cfg,
+        data=DataConfig(root=str(root), load_size=40, crop_size=32, **data),
         train=TrainConfig(seed=5),
     )
 
@@ -46,8 +47,7 @@ def test_items_have_the_documented_shape_and_range(unpaired_root):
 
 def test_nested_folders_and_mixed_formats_are_found(unpaired_root):
     dataset = make(unpaired_root)
-    assert [p.relative_to(unpaired_root / "trainA").as_posix() for p in dataset.paths_a] == [
-        "a0.jpg", "a1.PNG", "sub/a2.webp"]
+    assert [p.relative_to(unpaired_root / "trainA").as_posix() for p in dataset.paths_a] == ["a0.jpg", "a1.PNG", "sub/a2.webp"]
     assert len(dataset.paths_b) == 5
 
 
@@ -66,15 +66,13 @@ def test_epoch_changes_crops_and_b_choice(unpaired_root):
     dataset.set_epoch(1)
     epoch1 = [dataset[i] for i in range(len(dataset))]
     assert any(not torch.equal(x["A"], y["A"]) for x, y in zip(epoch0, epoch1, strict=True))
-    b_choices = {(e, i): item["path_B"] for e, items in enumerate((epoch0, epoch1))
-                 for i, item in enumerate(items)}
+    b_choices = {(e, i): item["path_B"] for e, items in enumerate((epoch0, epoch1)) for i, item in enumerate(items)}
     assert len(set(b_choices.values())) >= 3  # B is drawn at random, not index-aligned
     dataset.set_epoch(0)
     assert torch.equal(dataset[2]["A"], epoch0[2]["A"])
     assert dataset[2]["path_B"] == epoch0[2]["path_B"]
     other_seed = make(unpaired_root, seed=4)
-    assert any(other_seed[i]["path_B"] != epoch0[i]["path_B"] or
-               not torch.equal(other_seed[i]["A"], epoch0[i]["A"]) for i in range(5))
+    assert any(other_seed[i]["path_B"] != epoch0[i]["path_B"] or not torch.equal(other_seed[i]["A"], epoch0[i]["A"]) for i in range(5))
     with pytest.raises(ValueError, match="epoch must be >= 0"):
         dataset.set_epoch(-1)
 
@@ -113,8 +111,7 @@ def test_unreadable_file_is_skipped_with_a_warning(unpaired_root, caplog):
     assert any("broken.jpg" in r.getMessage() for r in caplog.records)
 
 
-def test_file_corrupt_past_its_header_is_replaced_at_load_time(unpaired_root, photo, caplog,
-                                                               make_truncated_png):
+def test_file_corrupt_past_its_header_is_replaced_at_load_time(unpaired_root, photo, caplog, make_truncated_png):
     make_truncated_png(unpaired_root / "trainA" / "a1.PNG", photo("coffee", 40, 48))
     dataset = make(unpaired_root)
     assert len(dataset.paths_a) == 3  # its header is fine, so it is only found when decoded

@@ -82,10 +82,12 @@ def test_sigkill_during_apply_leaves_no_partial_output(zygote, generator_file, t
     assert f"translated {len(sizes) - done_before}, skipped {done_before}, failed 0" in final.out()
     assert complete_outputs(out) == sizes
     assert temps(out) == []  # the temp files the kills left were removed
-    reliability.fault(f"SIGKILL during `translate apply` ({kills} kills, {partial_temps} temp files left mid-write)",
-                      "`translate apply` on 30 images",
-                      "no partial file under a final name; the re-run skipped finished outputs, translated the rest, removed the temps",
-                      count=kills)
+    reliability.fault(
+        f"SIGKILL during `translate apply` ({kills} kills, {partial_temps} temp files left mid-write)",
+        "`translate apply` on 30 images",
+        "no partial file under a final name; the re-run skipped finished outputs, translated the rest, removed the temps",
+        count=kills,
+    )
 
 
 def tiny_clip(path: Path, frames: int) -> Path:
@@ -115,8 +117,11 @@ def test_sigkill_during_video_leaves_no_partial_output(zygote, generator_file, t
     final = zygote.run(argv)
     assert final.status == 0, final.err()
     assert len(read_clip(dst).frames) == 150
-    reliability.fault("SIGKILL during `translate video`", "`translate video` (150 frames)",
-                      f"no file under the final name; the re-run wrote a complete video (left by the kill: {', '.join(left) or 'nothing'})")
+    reliability.fault(
+        "SIGKILL during `translate video`",
+        "`translate video` (150 frames)",
+        f"no file under the final name; the re-run wrote a complete video (left by the kill: {', '.join(left) or 'nothing'})",
+    )
 
 
 def test_video_rerun_removes_the_temp_a_killed_run_left(generator_file, tmp_path, reliability) -> None:
@@ -128,8 +133,7 @@ def test_video_rerun_removes_the_temp_a_killed_run_left(generator_file, tmp_path
     try:
         code = main(["video", "--model", str(generator_file), "--device", "cpu", "--no-progress", str(clip), str(out / "night.mp4")])
     finally:
-        reliability.fault("partial video left by a killed `translate video`", "`translate video` re-run",
-                          "must be removed by the next run")
+        reliability.fault("partial video left by a killed `translate video`", "`translate video` re-run", "must be removed by the next run")
     assert code == 0
     assert not stale.exists()
 
@@ -160,8 +164,12 @@ def test_files_that_vanish_or_break_after_listing_are_reported(generator_file, t
     assert any(str(emptied) in m and "empty file" in m for m in failed)
     expected = {k: v for k, v in sizes.items() if k not in ("img_01.png", "img_03.png")}
     assert complete_outputs(out) == expected
-    reliability.fault("an input deleted, another emptied, after the folder was listed", "`translate apply`",
-                      "each reported on one `failed:` line (file, reason); the others translated; exit 1", count=2)
+    reliability.fault(
+        "an input deleted, another emptied, after the folder was listed",
+        "`translate apply`",
+        "each reported on one `failed:` line (file, reason); the others translated; exit 1",
+        count=2,
+    )
 
 
 def test_full_disk_while_writing_outputs(generator_file, tmp_path, monkeypatch, capsys, caplog, reliability) -> None:
@@ -186,7 +194,8 @@ def test_full_disk_while_writing_outputs(generator_file, tmp_path, monkeypatch, 
     assert main(argv) == 0
     assert "translated 1, skipped 5, failed 0" in capsys.readouterr().out
     assert complete_outputs(out) == sizes
-    reliability.fault("disk full (ENOSPC) while writing one output", "`translate apply`",
-                      "that file reported (file, reason, fix), no partial output or temp left, the others written; "
-                      "a re-run wrote only the missing one")
-
+    reliability.fault(
+        "disk full (ENOSPC) while writing one output",
+        "`translate apply`",
+        "that file reported (file, reason, fix), no partial output or temp left, the others written; a re-run wrote only the missing one",
+    )

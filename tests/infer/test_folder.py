@@ -54,8 +54,12 @@ def make_tree(root: Path) -> dict[str, tuple[int, int]]:
     Image.fromarray(_rgb("chelsea", 40, 24)).save(root / "other" / "rotated.jpg", exif=exif.tobytes())
     (root / "other" / "notes.txt").write_text("not an image; ignored by extension")
     return {
-        "astronaut.jpg": (32, 40), "sub/coffee.png": (28, 36), "sub/coffee_twin.png": (28, 36),
-        "sub/camera_gray.png": (30, 30), "sub/deep/chelsea_rgba.png": (25, 33), "deep16.png": (24, 32),
+        "astronaut.jpg": (32, 40),
+        "sub/coffee.png": (28, 36),
+        "sub/coffee_twin.png": (28, 36),
+        "sub/camera_gray.png": (30, 30),
+        "sub/deep/chelsea_rgba.png": (25, 33),
+        "deep16.png": (24, 32),
         "other/rotated.jpg": (40, 24),
     }
 

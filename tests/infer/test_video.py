@@ -125,7 +125,9 @@ def test_odd_sides_are_padded_by_one_repeated_pixel(identity: Translator, tmp_pa
     assert mean_abs(frame[47], frame[46]) < 6 and mean_abs(frame[:, 63], frame[:, 62]) < 6
 
 
-@pytest.mark.parametrize(("suffix", "codec", "audio_codec"), [(".mkv", "libx264", "aac"), (".webm", "libvpx-vp9", "libopus"), (".mov", "libx264", "aac")])
+@pytest.mark.parametrize(
+    ("suffix", "codec", "audio_codec"), [(".mkv", "libx264", "aac"), (".webm", "libvpx-vp9", "libopus"), (".mov", "libx264", "aac")]
+)
 def test_other_containers_are_read(identity: Translator, tmp_path: Path, suffix: str, codec: str, audio_codec: str) -> None:
     if not (has_encoder(codec) and has_encoder(audio_codec)):
         pytest.skip(f"this FFmpeg build cannot encode {codec}/{audio_codec}")
@@ -195,8 +197,10 @@ def _no_output_left(folder: Path, name: str) -> bool:
 
 @pytest.mark.parametrize("case", ["missing", "no_video", "not_a_video", "truncated_index", "image"])
 def test_bad_inputs_raise_user_error_naming_the_file(tiny: Translator, tmp_path: Path, case: str) -> None:
-    src = tmp_path / {"missing": "gone.mp4", "no_video": "song.m4a", "not_a_video": "notes.mp4",
-                      "truncated_index": "cut.mp4", "image": "photo.png"}[case]
+    src = (
+        tmp_path
+        / {"missing": "gone.mp4", "no_video": "song.m4a", "not_a_video": "notes.mp4", "truncated_index": "cut.mp4", "image": "photo.png"}[case]
+    )
     if case == "no_video":
         make_audio_only(src)
     elif case == "not_a_video":

@@ -26,9 +26,7 @@ from translate.files import to_channels, to_unit
 logger = logging.getLogger("translate")
 T = TypeVar("T")
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-)
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 # 16k x 16k: larger than any sensible training image, small enough that a hostile header
 # (a few bytes claiming 100k x 100k) cannot make us allocate tens of gigabytes.
@@ -147,20 +145,14 @@ def read_header(path: Path) -> ImageHeader:
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied — make the file readable") from None
     except Image.DecompressionBombError:
-        raise ImageReadError(
-            f"{path}: image is larger than {MAX_PIXELS} pixels — downscale or tile it first"
-        ) from None
+        raise ImageReadError(f"{path}: image is larger than {MAX_PIXELS} pixels — downscale or tile it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(
-            f"{path}: not a readable image ({type(exc).__name__}: {exc}) — "
-            "re-save it as PNG or JPEG, or remove it"
-        ) from None
+        raise ImageReadError(f"{path}: not a readable image ({type(exc).__name__}: {exc}) — re-save it as PNG or JPEG, or remove it") from None
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{path}: image has no pixels ({width}x{height}) — remove it")
     if width * height > MAX_PIXELS:
         raise ImageReadError(
-            f"{path}: image declares {width}x{height} = {width * height} pixels, more than the "
-            f"limit of {MAX_PIXELS} — downscale or tile it first"
+            f"{path}: image declares {width}x{height} = {width * height} pixels, more than the limit of {MAX_PIXELS} — downscale or tile it first"
         )
     if orientation not in range(1, 9):
         orientation = 1
@@ -248,9 +240,7 @@ def _to_unit_float(pixels: np.ndarray, path: Path) -> np.ndarray:
         return np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0)
     if pixels.dtype == np.int32 and pixels.min() >= 0 and pixels.max() <= 65535:
         return to_unit(pixels.astype(np.uint16))  # Pillow's "I" mode holding 16-bit data
-    raise ImageReadError(
-        f"{path}: unsupported sample type {pixels.dtype} — re-save it as 8- or 16-bit PNG"
-    )
+    raise ImageReadError(f"{path}: unsupported sample type {pixels.dtype} — re-save it as 8- or 16-bit PNG")
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
@@ -283,8 +273,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
             pixels = _decode_pillow(path)
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageReadError(
-                f"{path}: cannot be decoded ({type(exc).__name__}: {exc}) — the file may be "
-                "truncated or corrupt; re-save it or remove it"
+                f"{path}: cannot be decoded ({type(exc).__name__}: {exc}) — the file may be truncated or corrupt; re-save it or remove it"
             ) from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -295,9 +284,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     elif pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]
     if pixels.shape[2] not in (1, 3):
-        raise ImageReadError(
-            f"{path}: {pixels.shape[2]} channels are not supported — re-save it as RGB or gray"
-        )
+        raise ImageReadError(f"{path}: {pixels.shape[2]} channels are not supported — re-save it as RGB or gray")
     image = _to_unit_float(np.ascontiguousarray(pixels), path)
     image = np.ascontiguousarray(apply_orientation(image, header.orientation))
     return to_channels(image, channels)
@@ -333,8 +320,7 @@ def find_images(folder: Path) -> list[Path]:
     paths = list_images(folder)
     if not paths:
         raise UserError(
-            f"{folder}: no images found (looked recursively for "
-            f"{', '.join(sorted(IMAGE_EXTENSIONS))}) — put the images of this domain there"
+            f"{folder}: no images found (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}) — put the images of this domain there"
         )
     return paths
 
@@ -355,15 +341,12 @@ def readable_images(folder: Path) -> list[tuple[Path, tuple[int, int]]]:
     sizes = read_headers(paths)
     if not sizes:
         raise UserError(
-            f"{folder}: no readable images (found {len(paths)} files, none readable) — "
-            "see the warnings above and replace or re-save them"
+            f"{folder}: no readable images (found {len(paths)} files, none readable) — see the warnings above and replace or re-save them"
         )
     return [(path, sizes[path]) for path in paths if path in sizes]
 
 
-def load_skipping_unreadable(
-    start: int, count: int, load: Callable[[int], T], unreadable: set[int]
-) -> T:
+def load_skipping_unreadable(start: int, count: int, load: Callable[[int], T], unreadable: set[int]) -> T:
     """``load(i)`` for the first ``i`` from ``start`` (cyclically) whose image can be decoded.
 
     A file whose header was fine but whose pixels are corrupt is found only when it is

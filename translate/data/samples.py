@@ -31,9 +31,7 @@ def _load_photo(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError:
-        raise UserError(
-            "sample datasets are built from scikit-image's photos — pip install scikit-image"
-        ) from None
+        raise UserError("sample datasets are built from scikit-image's photos — pip install scikit-image") from None
     photo = np.asarray(getattr(skimage.data, name)())
     if photo.ndim == 2:
         photo = np.repeat(photo[:, :, None], 3, axis=2)

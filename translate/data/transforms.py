@@ -73,9 +73,7 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if (w, h) == (width, height):
         return image
     shrinking = width < w or height < h
-    out = cv2.resize(
-        image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    )
+    out = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
     return out.reshape(height, width, image.shape[2])
 
 
@@ -157,9 +155,7 @@ class Preprocessing:
         """Raise a UserError naming the images (``(path, (width, height))``) too small to crop."""
         if self.mode != "crop":
             return  # the other modes resize first, so any image fits
-        too_small = [
-            f"{path} ({w}x{h})" for path, (w, h) in sizes if w < self.crop_size or h < self.crop_size
-        ]
+        too_small = [f"{path} ({w}x{h})" for path, (w, h) in sizes if w < self.crop_size or h < self.crop_size]
         if too_small:
             raise UserError(
                 f"images smaller than data.crop_size {self.crop_size} with preprocess crop: "
@@ -190,10 +186,7 @@ class Augmenter:
         p = preprocessing
         steps: list[A.BasicTransform] = []
         if p.mode == "resize_and_crop":
-            steps.append(
-                A.Resize(p.load_size, p.load_size, interpolation=cv2.INTER_CUBIC,
-                         area_for_downscale="image")
-            )
+            steps.append(A.Resize(p.load_size, p.load_size, interpolation=cv2.INTER_CUBIC, area_for_downscale="image"))
         elif p.mode in ("scale_width", "scale_width_and_crop", "none"):
             steps.append(A.Lambda(image=self._resize_to_output, name=f"resize_{p.mode}"))
         if p.crops:
@@ -210,9 +203,7 @@ class Augmenter:
             return resize(image, *p._scale_width_size(w, h))
         return resize(image, *p.output_size(w, h))
 
-    def __call__(
-        self, image: np.ndarray, image_b: np.ndarray | None = None, *, seed: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def __call__(self, image: np.ndarray, image_b: np.ndarray | None = None, *, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Preprocess ``image`` (and ``image_b`` with the same random parameters).
 
         Args:
@@ -224,9 +215,7 @@ class Augmenter:
             ``(image, image_b)`` float32 (h, w, C) in [0, 1]; ``image_b`` is None if not given.
         """
         if image_b is not None and image_b.shape[:2] != image.shape[:2]:
-            raise ValueError(
-                f"image and image_b must have the same size, got {image.shape} and {image_b.shape}"
-            )
+            raise ValueError(f"image and image_b must have the same size, got {image.shape} and {image_b.shape}")
         # One seed per transform: albumentations' set_random_seed gives every transform the
         # SAME seed, so their first draws coincide (e.g. "flip" iff "crop near the top").
         seeds = np.random.SeedSequence(seed).generate_state(1 + len(self.compose.transforms))

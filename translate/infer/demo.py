@@ -130,7 +130,9 @@ class DemoReport:
     files: list[Path] = field(default_factory=list)
 
 
-def run_demo(out: Path, *, device: str = "auto", precision: str = "auto", frames: int = 48, video_width: int = 320, photo_side: int = 384) -> DemoReport:
+def run_demo(
+    out: Path, *, device: str = "auto", precision: str = "auto", frames: int = 48, video_width: int = 320, photo_side: int = 384
+) -> DemoReport:
     """Translate the demo photos and clip with the vintagify generator into ``out``."""
     from translate.infer.translator import Translator
 
@@ -174,8 +176,7 @@ def run_demo(out: Path, *, device: str = "auto", precision: str = "auto", frames
 def write_page(page: Path, photo_in: Path, photo_out: Path, clip_in: Path, clip_out: Path, weights: Path, precision: str) -> None:
     rel = lambda p: html.escape(str(p.relative_to(page.parent)))  # noqa: E731
     rows = "\n".join(
-        f'<tr><td><img src="{rel(src)}"></td><td><img src="{rel(photo_out / src.name)}"></td></tr>'
-        for src in sorted(photo_in.glob("*.png"))
+        f'<tr><td><img src="{rel(src)}"></td><td><img src="{rel(photo_out / src.name)}"></td></tr>' for src in sorted(photo_in.glob("*.png"))
     )
     text = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>translate demo</title>

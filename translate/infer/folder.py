@@ -72,8 +72,7 @@ class FolderReport:
         """``"translated 8, skipped 2, failed 1 in 3.1 s (2.6 images/s)"``, rank-prefixed when sharded."""
         rate = len(self.translated) / self.seconds if self.seconds > 0 else 0.0
         text = (
-            f"translated {len(self.translated)}, skipped {len(self.skipped)}, failed {len(self.failed)} "
-            f"in {self.seconds:.1f} s ({rate:.1f} images/s)"
+            f"translated {len(self.translated)}, skipped {len(self.skipped)}, failed {len(self.failed)} in {self.seconds:.1f} s ({rate:.1f} images/s)"
         )
         return f"[rank {self.rank}/{self.world_size}] {text}" if self.world_size > 1 else text
 
@@ -147,8 +146,18 @@ def translate_folder(
         raise UserError(f"{src}: no images found (looked recursively for {exts}) — check the folder")
     report = _new_report()
     jobs = _plan_jobs(files, src, dst, output_format)
-    _run(translator, _shard(jobs, report), report, quality=quality, batch_size=batch_size,
-         max_side=max_side, size=size, overwrite=overwrite, workers=workers, progress=progress)
+    _run(
+        translator,
+        _shard(jobs, report),
+        report,
+        quality=quality,
+        batch_size=batch_size,
+        max_side=max_side,
+        size=size,
+        overwrite=overwrite,
+        workers=workers,
+        progress=progress,
+    )
     report.seconds = time.perf_counter() - start
     return report
 
@@ -180,8 +189,7 @@ def translate_file(
     out, note = _file_output(Path(src), dst, output_format)
     report = _new_report()
     jobs = [_Job(Path(src), out, note=note)] if report.rank == 0 else []
-    _run(translator, jobs, report, quality=quality, batch_size=1, max_side=max_side, size=size,
-         overwrite=overwrite, workers=1, progress=False)
+    _run(translator, jobs, report, quality=quality, batch_size=1, max_side=max_side, size=size, overwrite=overwrite, workers=1, progress=False)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -300,9 +308,19 @@ def _note(notes: dict[str, int], text: str) -> None:
 # ------------------------------------------------------------------------------ pipeline
 
 
-def _run(translator, jobs: list[_Job], report: FolderReport, *, quality: int,
-         batch_size: int, max_side: int | None, size: tuple[int, int] | None, overwrite: bool,
-         workers: int, progress: bool) -> None:
+def _run(
+    translator,
+    jobs: list[_Job],
+    report: FolderReport,
+    *,
+    quality: int,
+    batch_size: int,
+    max_side: int | None,
+    size: tuple[int, int] | None,
+    overwrite: bool,
+    workers: int,
+    progress: bool,
+) -> None:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -404,7 +422,7 @@ def _fail(report: FolderReport, path: Path, reason: str) -> None:
 
 def _strip_path(message: str, path: Path) -> str:
     prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _write_reason(dst: Path | None, error: BaseException) -> str:

@@ -219,7 +219,9 @@ def _encode(container: Any, stream: Any, audio_map: dict[int, Any], source: _Pip
     container.close()  # writes the trailer (the mp4 index): the file is complete only now
 
 
-def _open_output(tmp: Path, dst: Path, probe: VideoProbe, codec: str, crf: int, size: tuple[int, int], in_container: Any) -> tuple[Any, Any, dict[int, Any]]:
+def _open_output(
+    tmp: Path, dst: Path, probe: VideoProbe, codec: str, crf: int, size: tuple[int, int], in_container: Any
+) -> tuple[Any, Any, dict[int, Any]]:
     import av
 
     try:
@@ -232,7 +234,9 @@ def _open_output(tmp: Path, dst: Path, probe: VideoProbe, codec: str, crf: int, 
         raise UserError(f"{dst}: cannot write a video with suffix {dst.suffix!r} ({error_reason(exc)}); use .mp4, .mkv or .mov") from None
     try:
         if codec not in container.supported_codecs:
-            raise UserError(f"{dst}: a {dst.suffix} file cannot hold --codec {codec}; use an .mp4/.mkv output or a codec it holds (libvpx-vp9 for .webm)")
+            raise UserError(
+                f"{dst}: a {dst.suffix} file cannot hold --codec {codec}; use an .mp4/.mkv output or a codec it holds (libvpx-vp9 for .webm)"
+            )
         stream = container.add_stream(codec, rate=probe.rate)
         formats = [f.name for f in stream.codec_context.codec.video_formats or []]
         stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
@@ -246,7 +250,9 @@ def _open_output(tmp: Path, dst: Path, probe: VideoProbe, codec: str, crf: int, 
             try:
                 audio_map[in_stream.index] = container.add_stream_from_template(in_stream)
             except ValueError:
-                raise UserError(f"{dst}: a {dst.suffix} file cannot hold the input's {in_stream.codec_context.name} audio; use an .mkv output, which holds any codec") from None
+                raise UserError(
+                    f"{dst}: a {dst.suffix} file cannot hold the input's {in_stream.codec_context.name} audio; use an .mkv output, which holds any codec"
+                ) from None
     except BaseException:
         container.close()
         raise
@@ -320,8 +326,19 @@ def translate_video(
     remove_stale_temps(dst)
     # the temporary keeps dst's suffix, from which PyAV picks the container
     with atomic_path(dst, claim=True) as tmp:
-        report = _run_pipeline(translator, src, dst, tmp, probe, codec=codec, crf=crf, side_by_side=side_by_side,
-                               batch_size=batch_size, progress=progress, queue_bound=queue_bound or 2 * batch_size)
+        report = _run_pipeline(
+            translator,
+            src,
+            dst,
+            tmp,
+            probe,
+            codec=codec,
+            crf=crf,
+            side_by_side=side_by_side,
+            batch_size=batch_size,
+            progress=progress,
+            queue_bound=queue_bound or 2 * batch_size,
+        )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -346,16 +363,29 @@ def _even(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: VideoProbe, *, codec: str, crf: int,
-                  side_by_side: bool, batch_size: int, progress: bool, queue_bound: int) -> VideoReport:
+def _run_pipeline(
+    translator: Any,
+    src: Path,
+    dst: Path,
+    tmp: Path,
+    probe: VideoProbe,
+    *,
+    codec: str,
+    crf: int,
+    side_by_side: bool,
+    batch_size: int,
+    progress: bool,
+    queue_bound: int,
+) -> VideoReport:
     from tqdm import tqdm
 
     turned = any(op.startswith("rot90") or op.endswith("transpose") for op in probe.ops)
     upright_w, upright_h = (probe.height, probe.width) if turned else (probe.width, probe.height)
     width = upright_w * (2 if side_by_side else 1)
     width, height = width + width % 2, upright_h + upright_h % 2
-    report = VideoReport(src=src, dst=dst, expected_frames=probe.expected_frames, width=width, height=height,
-                         rotation=probe.rotation, queue_bound=queue_bound)
+    report = VideoReport(
+        src=src, dst=dst, expected_frames=probe.expected_frames, width=width, height=height, rotation=probe.rotation, queue_bound=queue_bound
+    )
     in_container = open_input(src)
     try:
         out_container, out_stream, audio_map = _open_output(tmp, dst, probe, codec, crf, (width, height), in_container)
@@ -412,7 +442,9 @@ def _run_pipeline(translator: Any, src: Path, dst: Path, tmp: Path, probe: Video
 
     for worker in (decoder, encoder):
         if isinstance(worker.error, av.error.FFmpegError) and worker is encoder:
-            raise UserError(f"{dst}: writing the video failed ({error_reason(worker.error)}); try another --codec or an .mkv output") from worker.error
+            raise UserError(
+                f"{dst}: writing the video failed ({error_reason(worker.error)}); try another --codec or an .mkv output"
+            ) from worker.error
         if worker.error is not None:
             raise worker.error
     report.peak_queued = max(frames_in.peak, frames_out.peak)
@@ -429,9 +461,14 @@ def _check_complete(report: VideoReport, probe: VideoProbe, status: dict[str, An
     if status["read_error"] or report.truncated:
         report.truncated = True
         announced = f"{report.expected_frames} frames" if report.expected_frames else "more"
-        log.warning("%s: only %d frames decode where the file announces %s%s: it is truncated or damaged; "
-                    "the output holds the %d frames that decode", report.src, report.frames, announced,
-                    f" ({status['read_error']})" if status["read_error"] else "", report.frames)
+        log.warning(
+            "%s: only %d frames decode where the file announces %s%s: it is truncated or damaged; the output holds the %d frames that decode",
+            report.src,
+            report.frames,
+            announced,
+            f" ({status['read_error']})" if status["read_error"] else "",
+            report.frames,
+        )
     if status["bad_packets"]:
         log.warning("%s: skipped %d damaged video packets", report.src, status["bad_packets"])
     return report

@@ -113,8 +113,10 @@ def open_input(src: Path) -> Any:
     try:
         return av.open(str(src), "r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise UserError(f"{src}: cannot be read as a video ({error_reason(exc)}): it is damaged, truncated or not a video; "
-                        "pass a file FFmpeg decodes (mp4, mkv, mov, avi, webm)") from None
+        raise UserError(
+            f"{src}: cannot be read as a video ({error_reason(exc)}): it is damaged, truncated or not a video; "
+            "pass a file FFmpeg decodes (mp4, mkv, mov, avi, webm)"
+        ) from None
 
 
 def video_stream(container: Any) -> Any:
@@ -149,7 +151,9 @@ def probe_video(src: Path) -> VideoProbe:
         side_data = first.side_data.get("DISPLAYMATRIX")
         matrix = None if side_data is None else np.frombuffer(bytes(side_data), dtype=np.int32)
         return VideoProbe(
-            width=first.width, height=first.height, ops=upright_ops(matrix, first.rotation),
+            width=first.width,
+            height=first.height,
+            ops=upright_ops(matrix, first.rotation),
             rotation=int(first.rotation) if matrix is not None else 0,
             time_base=stream.time_base or Fraction(1, 90000),
             rate=Fraction(stream.guessed_rate or stream.average_rate or 30),

@@ -87,15 +87,12 @@ class EvalReport:
         if self.names:
             lines.append(f"{len(self.names)} pairs: {self.pred_dir} vs {self.target_dir}")
         else:
-            lines.append(f"{self.counts.get('pred', 0)} predictions ({self.pred_dir}) vs "
-                         f"{self.counts.get('target', 0)} targets ({self.target_dir})")
-        rows = [(_LABELS[name], f"{value:.4f}" if name != "psnr" else f"{value:.2f}", "mean over pairs")
-                for name, value in self.means.items()]
+            lines.append(f"{self.counts.get('pred', 0)} predictions ({self.pred_dir}) vs {self.counts.get('target', 0)} targets ({self.target_dir})")
+        rows = [(_LABELS[name], f"{value:.4f}" if name != "psnr" else f"{value:.2f}", "mean over pairs") for name, value in self.means.items()]
         if self.fid is not None:
             rows.append(("FID", f"{self.fid:.2f}", f"{self.counts['pred']} vs {self.counts['target']} images"))
         if self.kid is not None:
-            rows.append(("KID", f"{self.kid[0]:.5f} ± {self.kid[1]:.5f}",
-                         f"{self.kid_subsets} subsets of {self.kid_subset_size}"))
+            rows.append(("KID", f"{self.kid[0]:.5f} ± {self.kid[1]:.5f}", f"{self.kid_subsets} subsets of {self.kid_subset_size}"))
         width = max([len("metric")] + [len(r[0]) for r in rows])
         value_width = max([len("value")] + [len(r[1]) for r in rows])
         lines.append(f"{'metric':<{width}}  {'value':>{value_width}}")
@@ -116,14 +113,11 @@ class EvalReport:
         if self.fid is not None:
             data["fid"] = self.fid
         if self.kid is not None:
-            data["kid"] = {"mean": self.kid[0], "std": self.kid[1],
-                           "subset_size": self.kid_subset_size, "subsets": self.kid_subsets}
+            data["kid"] = {"mean": self.kid[0], "std": self.kid[1], "subset_size": self.kid_subset_size, "subsets": self.kid_subsets}
         if self.inception_weights:
             data["inception_weights"] = self.inception_weights
         metrics = list(self.per_image)
-        data["per_image"] = [
-            {"name": name, **{m: self.per_image[m][i] for m in metrics}} for i, name in enumerate(self.names)
-        ]
+        data["per_image"] = [{"name": name, **{m: self.per_image[m][i] for m in metrics}} for i, name in enumerate(self.names)]
         return _json_safe(data)
 
     def to_csv(self) -> str:
@@ -201,8 +195,7 @@ def check_pair_sizes(pairs: Sequence[tuple[str, Path, Path]]) -> None:
     for name, pred_path, target_path in pairs:
         pred_size, target_size = read_image_header(pred_path), read_image_header(target_path)
         if pred_size != target_size:
-            mismatched.append(f"{name} ({pred_path.name} {pred_size[0]}x{pred_size[1]} vs "
-                              f"{target_path.name} {target_size[0]}x{target_size[1]})")
+            mismatched.append(f"{name} ({pred_path.name} {pred_size[0]}x{pred_size[1]} vs {target_path.name} {target_size[0]}x{target_size[1]})")
     if mismatched:
         raise UserError(
             f"{len(mismatched)} pairs differ in size: {format_names(mismatched, 3)} — paired metrics "
@@ -230,8 +223,9 @@ def evaluate_pairs(pairs: Sequence[tuple[str, Path, Path]], *, check_sizes: bool
         pred = torch.from_numpy(read_image(pred_path, 3)).permute(2, 0, 1)[None]
         target = torch.from_numpy(read_image(target_path, 3)).permute(2, 0, 1)[None]
         if min(pred.shape[-2:]) < SSIM_WINDOW:
-            raise UserError(f"{pred_path}: {pred.shape[-1]}x{pred.shape[-2]} is smaller than the "
-                            f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window — evaluate larger images")
+            raise UserError(
+                f"{pred_path}: {pred.shape[-1]}x{pred.shape[-2]} is smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window — evaluate larger images"
+            )
         for metric, value in paired_scores(pred, target).items():
             values[metric].append(float(value[0]))
     return values
@@ -247,8 +241,11 @@ def evaluate_paired(pred_dir: str | Path, target_dir: str | Path) -> EvalReport:
     """
     pairs = match_pairs(pred_dir, target_dir)
     return EvalReport(
-        pred_dir=str(pred_dir), target_dir=str(target_dir), names=[name for name, _, _ in pairs],
-        per_image=evaluate_pairs(pairs), counts={"pred": len(pairs), "target": len(pairs)},
+        pred_dir=str(pred_dir),
+        target_dir=str(target_dir),
+        names=[name for name, _, _ in pairs],
+        per_image=evaluate_pairs(pairs),
+        counts={"pred": len(pairs), "target": len(pairs)},
     )
 
 
@@ -282,16 +279,14 @@ def distribution_metrics(
     if kid:
         check_kid_size(len(pred_paths), len(target_paths), kid_subset_size)
     if len(pred_paths) < 2 or len(target_paths) < 2:
-        raise UserError(f"FID/KID need at least 2 images per folder, got {len(pred_paths)} predictions "
-                        f"and {len(target_paths)} targets")
+        raise UserError(f"FID/KID need at least 2 images per folder, got {len(pred_paths)} predictions and {len(target_paths)} targets")
     features_pred = compute_features(pred_paths, model, batch_size=batch_size)
     features_target = compute_features(target_paths, model, batch_size=batch_size)
     out: dict[str, Any] = {}
     if fid:
         out["fid"] = fid_from_features(features_pred, features_target)
     if kid:
-        out["kid"] = kid_from_features(features_pred, features_target, subset_size=kid_subset_size,
-                                       n_subsets=kid_subsets, seed=seed)
+        out["kid"] = kid_from_features(features_pred, features_target, subset_size=kid_subset_size, n_subsets=kid_subsets, seed=seed)
     return out
 
 
@@ -342,8 +337,7 @@ def evaluate_folders(
         pred_paths, target_paths = find_images(pred_dir), find_images(target_dir)
     if kid:
         check_kid_size(len(pred_paths), len(target_paths), kid_subset_size)
-    report = EvalReport(pred_dir=str(pred_dir), target_dir=str(target_dir),
-                        counts={"pred": len(pred_paths), "target": len(target_paths)})
+    report = EvalReport(pred_dir=str(pred_dir), target_dir=str(target_dir), counts={"pred": len(pred_paths), "target": len(target_paths)})
     if (fid or kid) and inception is None:  # checks above are cheap; loading takes seconds
         from translate.metrics.inception import find_inception_weights, load_fid_inception
 
@@ -354,9 +348,9 @@ def evaluate_folders(
         report.per_image = evaluate_pairs(pairs, check_sizes=False)
     if fid or kid:
         logger.info("computing Inception features of %d + %d images", len(pred_paths), len(target_paths))
-        found = distribution_metrics(pred_paths, target_paths, inception, fid=fid, kid=kid,
-                                     kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
-                                     batch_size=batch_size)
+        found = distribution_metrics(
+            pred_paths, target_paths, inception, fid=fid, kid=kid, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, batch_size=batch_size
+        )
         report.fid, report.kid = found.get("fid"), found.get("kid")
         if kid:
             report.kid_subset_size, report.kid_subsets = kid_subset_size, kid_subsets
