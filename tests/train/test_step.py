@@ -4,17 +4,14 @@ gradient of one backward over all losses, with one part's activations alive at a
 from __future__ import annotations
 
 import copy
-import itertools
 
 import pytest
 import torch
 from skimage import data as skdata
 
 from translate.config import preset
-from translate.train.loop import build_nets
-from translate.train.objectives import OBJECTIVES, DiscContext
-from translate.train.pool import ImagePool
-from translate.train.step import PhaseModule, TrainStep
+from translate.train.build import build_training
+from translate.train.objectives import OBJECTIVES
 
 
 def tiny(model: str, **train: float):
@@ -37,17 +34,9 @@ def photo_batch(side: int) -> dict[str, torch.Tensor]:
     return {"A": to_tensor(skdata.astronaut()), "B": to_tensor(skdata.chelsea())}
 
 
-def build(cfg, nets):
-    objective = OBJECTIVES[cfg.model]
-    gen_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.generators))
-    disc_params = list(itertools.chain.from_iterable(nets[n].parameters() for n in objective.discriminators))
-    opt_g, opt_d = torch.optim.Adam(gen_params, lr=1e-3), torch.optim.Adam(disc_params, lr=1e-3)
-    g_phase = PhaseModule({n: nets[n] for n in objective.generators}, nets)
-    d_phase = PhaseModule({n: nets[n] for n in objective.discriminators}, nets)
-    step = TrainStep.build(cfg, objective, nets, g_phase, d_phase, opt_g, opt_d,
-                           torch.amp.GradScaler("cpu", enabled=False), None, "cpu")
-    ctx = DiscContext(cfg=cfg.train, pools={k: ImagePool(0) for k in objective.pools}, generator=torch.Generator())
-    return step, ctx
+def build(cfg):
+    """The training the loop builds, on the CPU."""
+    return build_training(cfg, torch.device("cpu"), planned_steps=100)
 
 
 def test_cyclegan_has_a_part_per_independent_graph():
@@ -63,14 +52,13 @@ def test_cyclegan_has_a_part_per_independent_graph():
 @pytest.mark.parametrize("model", ["cyclegan", "pix2pix"])
 def test_parts_give_the_gradient_of_one_backward_over_all_losses(model):
     cfg = tiny(model)
-    torch.manual_seed(0)
-    nets = build_nets(cfg, OBJECTIVES[model])
+    training = build(cfg)
+    nets = training.nets
     reference = copy.deepcopy(nets)
     batch = photo_batch(128 if model == "pix2pix" else 32)
 
-    step, ctx = build(cfg, nets)
     torch.manual_seed(1)  # the same dropout masks (pix2pix) in both
-    result = step(batch, cfg.train, ctx)
+    result = training.train_step(batch)
     assert result.applied
     # the same losses, summed and backpropagated once (the pre-parts way)
     objective = OBJECTIVES[model]
@@ -83,7 +71,7 @@ def test_parts_give_the_gradient_of_one_backward_over_all_losses(model):
     assert losses.keys() == result.g_losses.keys()
     sum(losses.values()).backward()
     for name in objective.generators:
-        for (key, p), q in zip(nets[name].named_parameters(), reference[name].parameters()):
+        for (key, p), q in zip(nets[name].named_parameters(), reference[name].parameters(), strict=True):
             # the step has already applied Adam: compare the gradients it stepped with
             assert p.grad is not None, key
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=key)
@@ -113,11 +101,10 @@ def saved_bytes_peak(fn) -> int:
 
 def test_only_one_parts_activations_are_alive_at_a_time():
     cfg = tiny("cyclegan")
-    torch.manual_seed(0)
-    nets = build_nets(cfg, OBJECTIVES["cyclegan"])
+    training = build(cfg)
+    nets = training.nets
     batch = photo_batch(64)
-    step, ctx = build(cfg, nets)
-    parts_peak = saved_bytes_peak(lambda: step(batch, cfg.train, ctx))
+    parts_peak = saved_bytes_peak(lambda: training.train_step(batch))
 
     def all_at_once() -> None:
         losses = {}

@@ -5,10 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from translate.cli import main
-from translate.formats import list_checkpoints
 
 from .conftest import TINY_CYCLEGAN
 
@@ -57,8 +54,10 @@ def test_unknown_config_key_and_value(capsys, tmp_path: Path, unpaired_data: Pat
 
 
 def test_crop_larger_than_image(capsys, tmp_path: Path, unpaired_data: Path) -> None:
-    msg = run_error(capsys, ["train", "--data", str(unpaired_data), "--out", str(tmp_path / "r"), *TINY_CYCLEGAN,
-                              "--set", "data.preprocess=crop", "--crop-size", "512"])
+    msg = run_error(
+        capsys,
+        ["train", "--data", str(unpaired_data), "--out", str(tmp_path / "r"), *TINY_CYCLEGAN, "--set", "data.preprocess=crop", "--crop-size", "512"],
+    )
     assert "512" in msg or "crop" in msg
 
 
@@ -84,6 +83,7 @@ def test_resume_refuses_architecture_change_and_missing_run(capsys, tmp_path: Pa
 
 
 def test_fp16_on_cpu_is_refused(capsys, tmp_path: Path, unpaired_data: Path) -> None:
-    msg = run_error(capsys, ["train", "--data", str(unpaired_data), "--out", str(tmp_path / "r"), "--device", "cpu",
-                              "--precision", "fp16", *TINY_CYCLEGAN])
+    msg = run_error(
+        capsys, ["train", "--data", str(unpaired_data), "--out", str(tmp_path / "r"), "--device", "cpu", "--precision", "fp16", *TINY_CYCLEGAN]
+    )
     assert "fp16" in msg and "bf16" in msg

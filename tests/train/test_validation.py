@@ -20,8 +20,27 @@ def rows(run: Path) -> list[dict]:
 
 def test_pix2pix_validation_logs_paired_metrics_and_keeps_best(paired_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--model", "pix2pix", "--data", str(paired_data), "--out", str(run), "--steps", "4",
-                 *TINY_PIX2PIX, "--set", "train.val_every=2", "--set", "train.val_images=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "pix2pix",
+                "--data",
+                str(paired_data),
+                "--out",
+                str(run),
+                "--steps",
+                "4",
+                *TINY_PIX2PIX,
+                "--set",
+                "train.val_every=2",
+                "--set",
+                "train.val_images=2",
+            ]
+        )
+        == 0
+    )
     val = [r for r in rows(run) if "val_psnr" in r]
     assert [r["step"] for r in val] == [2, 4]
     for r in val:
@@ -82,8 +101,27 @@ def test_unpaired_validation_logs_kid_when_inception_weights_are_present(unpaire
     torch.save(state, weights)  # a randomly initialised network of the real architecture
     monkeypatch.setenv("TRANSLATE_INCEPTION_WEIGHTS", str(weights))
     run = tmp_path / "run"
-    assert main(["train", "--data", str(unpaired_data), "--out", str(run), "--steps", "1", *TINY_CYCLEGAN,
-                 "--set", "train.val_every=1", "--set", "train.val_images=3", "--set", "train.best_metric=kid"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(unpaired_data),
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                *TINY_CYCLEGAN,
+                "--set",
+                "train.val_every=1",
+                "--set",
+                "train.val_images=3",
+                "--set",
+                "train.best_metric=kid",
+            ]
+        )
+        == 0
+    )
     val = [r for r in rows(run) if "val_kid" in r]
     assert len(val) == 1 and "val_cycle_l1" in val[0]
     assert load_checkpoint(run / "checkpoints" / "best").state["validation"]["metric"] == "kid"

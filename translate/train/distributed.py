@@ -56,9 +56,16 @@ def check_in_sync(info: DistInfo, modules: list[torch.nn.Module]) -> None:
         return
     tensors = [p.detach() for m in modules for p in m.parameters()]
     # sum and sum of squares weighted by position: equal only if the weights are (almost surely) equal
-    fingerprint = torch.stack(
-        [torch.stack([t.double().sum(), (t.double().flatten() * torch.arange(1, t.numel() + 1, dtype=torch.float64, device=t.device)).sum()]) for t in tensors]
-    ).flatten().cpu()
+    fingerprint = (
+        torch.stack(
+            [
+                torch.stack([t.double().sum(), (t.double().flatten() * torch.arange(1, t.numel() + 1, dtype=torch.float64, device=t.device)).sum()])
+                for t in tensors
+            ]
+        )
+        .flatten()
+        .cpu()
+    )
     gathered = [torch.empty_like(fingerprint) for _ in range(info.world_size)]
     dist.all_gather(gathered, fingerprint)
     for rank, other in enumerate(gathered):

@@ -16,20 +16,28 @@ Each objective gives the training loop two kinds of function, called in turn eve
 - ``discriminator_step(nets, batch, outputs, ctx) -> losses``.
 
 Every loss is already weighted; the loop sums them, backpropagates, steps and logs.
+
+The table at the end, :data:`OBJECTIVES`, declares each model fully: its networks and their
+channels, the data it trains on, its history pools, its sample rows and what validation
+measures. Nothing else asks which model a config names, so a new model is one entry here and
+its functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from translate.config import RunConfig, TrainConfig
+from translate.config import NetConfig, RunConfig, TrainConfig
 from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss
 from translate.train.pool import ImagePool
+
+if TYPE_CHECKING:
+    from translate.data import DataKind
 
 Nets = dict[str, nn.Module]
 Losses = dict[str, Tensor]
@@ -135,37 +143,92 @@ def pix2pix_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[
 
 # ---------------------------------------------------------------------------- table
 
+Measure = Literal["paired", "cycle", "kid"]
+Channels = Callable[[NetConfig], int]
+
+
+def channels_a(net: NetConfig) -> int:
+    return net.in_channels
+
+
+def channels_b(net: NetConfig) -> int:
+    return net.out_channels
+
+
+def channels_a_and_b(net: NetConfig) -> int:
+    """A conditional discriminator judges the (A, B) pair, concatenated along channels."""
+    return net.in_channels + net.out_channels
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A generator's channels, as functions of the architecture (``NetConfig``)."""
+
+    in_channels: Channels
+    out_channels: Channels
+
+
+A_TO_B = Generator(channels_a, channels_b)
+B_TO_A = Generator(channels_b, channels_a)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What validation (``validation.py``) measures on the held-out images.
+
+    ``measures``: ``"paired"``: PSNR, SSIM and L1 of ``gen_ab(A)`` against its target B;
+    ``"cycle"``: the cycle-reconstruction L1 of A→B→A and B→A→B (needs ``reverse``);
+    ``"kid"``: KID of ``gen_ab(A)`` against the real B images, when the FID Inception weights
+    are present locally. ``best_metric``: what ``train.best_metric: auto`` picks. ``row``: the
+    validation grid's row for each item, by tensor name (``A``, ``B``, ``fake_b``, ``rec_a``).
+    """
+
+    measures: tuple[Measure, ...]
+    best_metric: str
+    row: tuple[str, ...]
+    reverse: str | None = None  # the B→A generator, where the model has one
+
+    def __post_init__(self) -> None:
+        if "cycle" in self.measures and self.reverse is None:
+            raise ValueError("validation measures 'cycle' but names no reverse generator")
+
 
 @dataclass(frozen=True)
 class Objective:
-    generators: tuple[str, ...]
-    discriminators: tuple[str, ...]
-    pools: tuple[str, ...]
+    """One model, declared fully: the loop, the builder, validation and the data read it here.
+
+    Adding a model is one entry in :data:`OBJECTIVES` and its plain functions.
+    """
+
+    data: DataKind  # the dataset it trains on (``translate.data.build_dataset``)
+    generators: dict[str, Generator]  # by name, in building order; ``gen_ab`` is the A→B one
+    discriminators: dict[str, Channels]  # by name: the channels each judges
+    pools: tuple[str, ...]  # history pools of fakes, by key (``DiscContext.pools``)
     generator_parts: Callable[[RunConfig], tuple[GeneratorPart, ...]]  # the parts this config trains, in order
     discriminator_step: Callable[..., Losses]
     sample_rows: tuple[tuple[str, ...], ...]  # rows of the sample grid, by tensor name
-
-    def discriminator_in_channels(self, cfg: RunConfig) -> dict[str, int]:
-        if cfg.model == "pix2pix":
-            return {"disc_b": cfg.net.in_channels + cfg.net.out_channels}
-        return {"disc_a": cfg.net.in_channels, "disc_b": cfg.net.out_channels}
+    validation: Validation
 
 
 OBJECTIVES: dict[str, Objective] = {
     "cyclegan": Objective(
-        generators=("gen_ab", "gen_ba"),
-        discriminators=("disc_a", "disc_b"),
+        data="unpaired",
+        generators={"gen_ab": A_TO_B, "gen_ba": B_TO_A},
+        discriminators={"disc_a": channels_a, "disc_b": channels_b},
         pools=("a", "b"),
         generator_parts=cyclegan_generator_parts,
         discriminator_step=cyclegan_discriminator_step,
         sample_rows=(("A", "fake_b", "rec_a"), ("B", "fake_a", "rec_b")),
+        validation=Validation(measures=("cycle", "kid"), best_metric="cycle_l1", row=("A", "fake_b", "rec_a"), reverse="gen_ba"),
     ),
     "pix2pix": Objective(
-        generators=("gen_ab",),
-        discriminators=("disc_b",),
+        data="paired",
+        generators={"gen_ab": A_TO_B},
+        discriminators={"disc_b": channels_a_and_b},
         pools=("b",),
         generator_parts=pix2pix_generator_parts,
         discriminator_step=pix2pix_discriminator_step,
         sample_rows=(("A", "fake_b", "B"),),
+        validation=Validation(measures=("paired",), best_metric="psnr", row=("A", "fake_b", "B")),
     ),
 }

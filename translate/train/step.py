@@ -1,15 +1,16 @@
 """One optimisation step: the generator parts, the discriminator step, both optimizer updates.
 
-The training loop calls :class:`TrainStep` once per batch; the benchmark calls the same object,
-so what it times is what trains. Everything around the step (data, seeds, schedules, logging,
-checkpoints) stays in ``loop.py``.
+``build.py`` builds the :class:`TrainStep` the training loop calls once per batch; the benchmark
+and the tests build it the same way, so what they time is what trains. Everything around the
+step (data, seeds, schedules, logging, checkpoints) stays in ``loop.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ class StepResult:
 
 @dataclass
 class TrainStep:
-    """What one step needs, built once by the loop (or the benchmark) with :meth:`build`."""
+    """What one step needs, built once by ``build.build_training`` with :meth:`build`."""
 
     g_phase: nn.Module  # PhaseModules, DDP-wrapped under torchrun
     d_phase: nn.Module
@@ -96,13 +97,28 @@ class TrainStep:
     autocast: Callable[[], AbstractContextManager[Any]]
 
     @classmethod
-    def build(cls, cfg: RunConfig, objective: Objective, nets: dict[str, nn.Module], g_phase: nn.Module,
-              d_phase: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-              scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None, device_type: str) -> TrainStep:
+    def build(
+        cls,
+        cfg: RunConfig,
+        objective: Objective,
+        nets: dict[str, nn.Module],
+        g_phase: nn.Module,
+        d_phase: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        amp_dtype: torch.dtype | None,
+        device_type: str,
+    ) -> TrainStep:
         return cls(
-            g_phase=g_phase, d_phase=d_phase, generator_parts=objective.generator_parts(cfg),
-            discriminator_step=objective.discriminator_step, discriminators=[nets[n] for n in objective.discriminators],
-            opt_g=opt_g, opt_d=opt_d, scaler=scaler,
+            g_phase=g_phase,
+            d_phase=d_phase,
+            generator_parts=objective.generator_parts(cfg),
+            discriminator_step=objective.discriminator_step,
+            discriminators=[nets[n] for n in objective.discriminators],
+            opt_g=opt_g,
+            opt_d=opt_d,
+            scaler=scaler,
             autocast=(lambda: torch.autocast(device_type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext,
         )
 

@@ -1,13 +1,15 @@
 """Validation during training: fixed held-out images, metrics, a sample grid, the best checkpoint.
 
 The held-out set is the dataset's test split (``testA``/``testB`` or ``test/``), deterministic
-(centre crops, no flips), the first ``train.val_images`` items. Metrics:
+(centre crops, no flips), the first ``train.val_images`` items. What is measured is the
+model's (its objective's ``validation``, ``objectives.py``):
 
-- paired data (pix2pix, or CycleGAN on a paired layout): PSNR, SSIM and L1 of G(A) vs B;
-- unpaired data: the cycle-reconstruction L1 of A→B→A and B→A→B (lower is better), since no
-  target exists for G(A); and, when the FID Inception weights are present locally (see
-  ``translate eval``; never downloaded here), KID of G(A) against the held-out real B images,
-  with one subset of all held-out images (few images: noisy, but comparable across steps).
+- ``paired`` (pix2pix): PSNR, SSIM and L1 of G(A) vs B;
+- ``cycle`` (CycleGAN): the cycle-reconstruction L1 of A→B→A and B→A→B (lower is better),
+  since no target exists for G(A);
+- ``kid`` (CycleGAN): when the FID Inception weights are present locally (see ``translate
+  eval``; never downloaded here), KID of G(A) against the held-out real B images, with one
+  subset of all held-out images (few images: noisy, but comparable across steps).
 """
 
 from __future__ import annotations
@@ -22,43 +24,47 @@ from torch import nn
 
 from translate.config import RunConfig
 from translate.errors import UserError
+from translate.files import signed_to_unit
 from translate.train.logger import save_grid
+from translate.train.objectives import OBJECTIVES
 
 log = logging.getLogger("translate")
 
 # metric -> True when larger is better
 METRIC_DIRECTION = {"psnr": True, "ssim": True, "l1": False, "cycle_l1": False, "kid": False}
+# metric -> what measures it (objectives.Validation.measures)
+METRIC_MEASURE = {"psnr": "paired", "ssim": "paired", "l1": "paired", "cycle_l1": "cycle", "kid": "kid"}
 
 
 class Validator:
     """Runs the held-out evaluation and keeps track of the best value."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device) -> None:
-        from translate.data import PairedDataset, build_dataset
+        from translate.data import build_dataset
         from translate.nets import size_multiple
 
         self.run_dir, self.device = run_dir, device
+        objective = OBJECTIVES[cfg.model]
+        self.spec, self.generators = objective.validation, tuple(objective.generators)
         tc = cfg.train
         try:
-            dataset = build_dataset(cfg, "test", multiple=size_multiple(cfg.net))
+            dataset = build_dataset(cfg, "test", kind=objective.data, multiple=size_multiple(cfg.net))
         except UserError as exc:
-            raise UserError(f"train.val_every is set but the data has no usable test split ({exc}); add testA/testB (or test/) or set train.val_every=0") from None
+            raise UserError(
+                f"train.val_every is set but the data has no usable test split ({exc}); add testA/testB (or test/) or set train.val_every=0"
+            ) from None
         dataset.set_epoch(0)
         self.items = [dataset[i] for i in range(min(tc.val_images, len(dataset)))]
-        self.paired = isinstance(dataset, PairedDataset)
-        self.has_reverse = cfg.model == "cyclegan"
-        metric = tc.best_metric
-        if metric == "auto":
-            metric = "psnr" if self.paired else "cycle_l1"
-        if metric not in METRIC_DIRECTION:
-            raise UserError(f"config train.best_metric: {metric!r} is not one of auto, {', '.join(METRIC_DIRECTION)}")
-        if metric in ("psnr", "ssim", "l1") and not self.paired:
-            raise UserError(f"config train.best_metric: {metric} needs paired test data; use cycle_l1 (or auto) for unpaired data")
-        if metric == "cycle_l1" and not self.has_reverse:
-            raise UserError("config train.best_metric: cycle_l1 needs CycleGAN's two generators; use psnr, ssim or l1")
-        self.inception = self._inception(device) if not self.paired else None
+        measures = self.spec.measures
+        metric = self.spec.best_metric if tc.best_metric == "auto" else tc.best_metric
+        if metric not in METRIC_MEASURE:
+            raise UserError(f"config train.best_metric: {metric!r} is not one of auto, {', '.join(METRIC_MEASURE)}")
+        if METRIC_MEASURE[metric] not in measures:
+            offered = ", ".join(m for m, group in METRIC_MEASURE.items() if group in measures)
+            raise UserError(f"config train.best_metric: {metric} is not measured for {cfg.model}; use {offered} (or auto)")
+        self.inception = self._inception(device) if "kid" in measures else None
         if metric == "kid" and self.inception is None:
-            raise UserError("config train.best_metric: kid needs the FID Inception weights (see translate eval --help) and unpaired data")
+            raise UserError("config train.best_metric: kid needs the FID Inception weights (see translate eval --help)")
         self.metric = metric
         self.best: float | None = None
 
@@ -84,9 +90,9 @@ class Validator:
         """Evaluate ``nets`` in eval mode; returns ``{"val_<metric>": value}``; writes a grid."""
         from translate.metrics import paired_scores
 
-        gens = [n for n in ("gen_ab", "gen_ba") if n in nets]
-        modes = {n: nets[n].training for n in gens}
-        for n in gens:
+        measures, reverse = self.spec.measures, self.spec.reverse
+        modes = {n: nets[n].training for n in self.generators}
+        for n in self.generators:
             nets[n].eval()
         sums: dict[str, float] = {}
         rows = []
@@ -96,24 +102,23 @@ class Validator:
                 real_a = item["A"][None].to(self.device)
                 real_b = item["B"][None].to(self.device)
                 fake_b = nets["gen_ab"](real_a).float()
+                named = {"A": real_a, "B": real_b, "fake_b": fake_b}
                 scores: dict[str, float] = {}
-                if self.paired:
-                    for k, v in paired_scores((fake_b.clamp(-1, 1) + 1) / 2, (real_b.float() + 1) / 2).items():
+                if "paired" in measures:
+                    for k, v in paired_scores(signed_to_unit(fake_b), signed_to_unit(real_b.float())).items():
                         scores[k] = float(v[0])
-                if self.has_reverse:
-                    rec_a = nets["gen_ba"](fake_b).float()
-                    rec_b = nets["gen_ab"](nets["gen_ba"](real_b)).float()
+                if "cycle" in measures:
+                    named["rec_a"] = rec_a = nets[reverse](fake_b).float()
+                    rec_b = nets["gen_ab"](nets[reverse](real_b)).float()
                     scores["cycle_l1"] = 0.5 * float((rec_a - real_a).abs().mean() + (rec_b - real_b).abs().mean())
-                    rows.append([real_a[0], fake_b[0], rec_a[0]])
-                    if self.inception is not None and fake_b.shape[1] == 3:
-                        fakes.append(self.inception((fake_b.clamp(-1, 1) + 1) / 2).double().cpu())
-                        reals.append(self.inception((real_b.float() + 1) / 2).double().cpu())
-                else:
-                    rows.append([real_a[0], fake_b[0], real_b[0]])
+                if self.inception is not None and fake_b.shape[1] == 3:
+                    fakes.append(self.inception(signed_to_unit(fake_b)).double().cpu())
+                    reals.append(self.inception(signed_to_unit(real_b.float())).double().cpu())
+                rows.append([named[n][0] for n in self.spec.row])
                 for k, v in scores.items():
                     sums[k] = sums.get(k, 0.0) + v
         finally:
-            for n in gens:
+            for n in self.generators:
                 nets[n].train(modes[n])
         if rows:
             save_grid(self.run_dir / "samples" / f"val_step_{step:07d}.png", rows[:4])
