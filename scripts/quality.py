@@ -1,364 +1,268 @@
 #!/usr/bin/env python
-"""Quality benchmark (issue 5): small models trained on real photos with a fixed CPU budget,
-measured on photos they never saw. Writes ``docs/QUALITY.md``, ``docs/quality.json`` and the
-sample grids ``docs/quality/*.png``.
+"""Score small models trained on real photos against trivial baselines, on photos they never saw.
 
-::
+    python scripts/quality.py                        # every task x variant x seed (about 15 min on 2 cores)
+    python scripts/quality.py --quick --out /tmp/q   # 64 px, 4-channel nets, 2 steps: a smoke test, not numbers
+    python scripts/quality.py --only day2night       # the tasks (or variants) whose name contains this
 
-    python scripts/quality.py                 # the full benchmark (12–20 min on 2 shared cores)
-    python scripts/quality.py --seeds 2       # and the DiffAugment comparison over a second seed (+6–10 min)
-    python scripts/quality.py --quick         # tiny images and nets, 3 steps: a smoke test, not numbers
-    python scripts/quality.py --minutes 60    # every run 3x as many steps as the default plan
-
-Three questions, each answered against trivial baselines:
-
-1. sketch→photo, paired (pix2pix): PSNR/SSIM/L1 of G(edges) against the held-out photo.
-2. day→night, unpaired (CycleGAN): the night rendering is ours, so the held-out error of G(a)
-   against the rendering of ``a`` measures an unpaired model exactly.
-3. DiffAugment with 50 training images: day→night with and without
-   ``train.diffaug=color,translation,cutout``, same steps.
-
-Runs are fixed in steps (``--minutes`` scales them deterministically), never in wall time, so
-the same command gives the same numbers up to floating-point noise; minutes are measured and
-reported. Training runs in this process through ``translate.cli.main(["train", ...])``.
+Writes OUT/quality.json (every score, per image), OUT/QUALITY.md (one table) and
+OUT/quality/<task>.png (contact sheets: input | each variant, seed 0 | target). Each task
+trains every one of its variants with each seed through ``translate train`` (fixed steps, so
+the same command gives the same numbers up to floating-point noise), translates the held-out
+inputs with ``Translator.translate_folder`` and scores them with ``evaluate_paired``; the
+baselines (the input itself, the mean training target) are scored on the same images.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
 import shutil
+import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_data as data  # noqa: E402
-import quality_report as report  # noqa: E402
-
-Task = Literal["sketch2photo", "day2night"]
-DIFFAUG_POLICY = "color,translation,cutout"
-DEFAULT_MINUTES = 20.0  # what the full plan's step counts were sized for (2 busy cores, 1 thread)
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """One training run: what it learns, with which network, for how many steps."""
-
-    name: str  # id in quality.json and the run folder's name
-    task: Task
-    model: Literal["pix2pix", "cyclegan"]
+class Task:
+    name: str
+    model: str  # translate train --model
     generator: str
-    base_channels: int  # of the generator and the discriminator
-    steps: int
-    train_images: int  # training pairs (pix2pix) or images per domain (CycleGAN)
-    diffaug: str = ""
-    seed: int = 0
+    steps: int  # of the full plan
+    build: Callable[[Path, int, int, int], None]  # (root, size, train images, test images)
+    test_input: str  # folders under the dataset root
+    test_target: str
+    train_target: str  # its mean image is the constant baseline
 
 
 @dataclass(frozen=True)
-class Plan:
-    size: int  # side of every (square) image, pixels
-    train_images: int  # crops per training set (the 50-image runs use the first ones)
-    test_images: int  # held-out crops, from photos no training set saw
-    runs: tuple[RunSpec, ...]
-    grid_rows: int
-    probe_size: int  # image side of the fp32/bf16 speed probe
+class Variant:
+    name: str
+    train_images: int | None = None  # None: all of the task's
+    settings: tuple[str, ...] = ()  # translate train --set overrides
 
 
-def full_plan(minutes: float = DEFAULT_MINUTES, seeds: int = 1) -> Plan:
-    """128 px, reduced generators; steps sized so the whole run takes ~``minutes`` here."""
-    scale = minutes / DEFAULT_MINUTES
-
-    def steps(base: int) -> int:
-        return max(1, round(base * scale))
-
-    runs = [
-        RunSpec("sketch2photo", "sketch2photo", "pix2pix", "unet_128", 16, steps(1000), 400),
-        RunSpec("day2night", "day2night", "cyclegan", "resnet_6blocks", 16, steps(220), 400),
-    ]
-    for seed in range(seeds):
-        for policy in ("", DIFFAUG_POLICY):
-            name = f"day2night_50{'_diffaug' if policy else ''}{f'_seed{seed}' if seed else ''}"
-            runs.append(RunSpec(name, "day2night", "cyclegan", "resnet_6blocks", 16, steps(220), 50, policy, seed))
-    return Plan(size=128, train_images=400, test_images=24, runs=tuple(runs), grid_rows=3, probe_size=128)
-
-
-def quick_plan(steps: int = 3, seeds: int = 1) -> Plan:
-    """Every code path at 64 px with 4-channel nets: seconds, and the numbers mean nothing."""
-    full = full_plan(seeds=seeds)
-    runs = tuple(
-        replace(r, generator="resnet_6blocks", base_channels=4, steps=steps, train_images=4 if r.train_images < full.train_images else 8)
-        for r in full.runs
-    )
-    return Plan(size=64, train_images=8, test_images=4, runs=runs, grid_rows=2, probe_size=32)
+TASKS = (
+    Task("sketch2photo", "pix2pix", "unet_128", 1000, data.build_sketch2photo, "test/A", "test/B", "train/B"),
+    Task("day2night", "cyclegan", "resnet_6blocks", 220, data.build_day2night, "testA", "test_target", "trainB"),
+)
+VARIANTS: dict[str, tuple[Variant, ...]] = {
+    "sketch2photo": (Variant("400 images"),),
+    "day2night": (
+        Variant("400 images"),
+        Variant("50 images", 50),
+        Variant("50 images + DiffAugment", 50, ("train.diffaug=color,translation,cutout",)),
+    ),
+}
+PLANS = {  # by --quick: image side, images per training set and held out; steps, generator (None: the task's); width; sheet rows
+    False: dict(size=128, train_images=400, test_images=24, steps=None, generator=None, base_channels=16, sheet_rows=3),
+    True: dict(size=64, train_images=8, test_images=4, steps=2, generator="resnet_6blocks", base_channels=4, sheet_rows=2),
+}
 
 
-# ---------------------------------------------------------------------------- the steps
+def train_args(task: Task, variant: Variant, root: Path, run: Path, plan: dict, steps: int, seed: int, args: argparse.Namespace) -> list[str]:
+    """The ``translate train`` command of one run: fixed steps, the crops as they are (flips only)."""
+    options = {"--model": task.model, "--data": root, "--out": run, "--steps": steps, "--crop-size": plan["size"], "--seed": seed}
+    options |= {"--precision": args.precision, "--device": "cpu", "--save-every": steps, "--sample-every": 0, "--log-every": max(1, steps // 20)}
+    settings = [f"train.schedule_steps={steps}", "data.preprocess=crop", f"net.generator={plan['generator'] or task.generator}"]
+    settings += [f"net.base_channels_g={plan['base_channels']}", f"net.base_channels_d={plan['base_channels']}", *variant.settings]
+    line = ["train", *(str(x) for option, value in options.items() for x in (option, value))]
+    line += [x for setting in settings for x in ("--set", setting)]
+    return line + ["--threads", str(args.threads)] if args.threads else line
 
 
-def build_data(plan: Plan, work: Path) -> dict[str, Path]:
-    """Dataset folders by key: sketch2photo, day2night, and day2night_<n> for the small runs."""
-    roots = {"sketch2photo": work / "data" / "sketch2photo", "day2night": work / "data" / "day2night"}
-    counts = data.Counts(plan.train_images, plan.test_images)
-    for path in roots.values():
-        shutil.rmtree(path, ignore_errors=True)  # built fresh: a folder from another plan would mix in
-    data.build_sketch2photo(roots["sketch2photo"], plan.size, counts)
-    data.build_day2night(roots["day2night"], plan.size, counts)
-    for n in sorted({r.train_images for r in plan.runs if r.train_images < plan.train_images}):
-        key = f"day2night_{n}"
-        roots[key] = work / "data" / key
-        shutil.rmtree(roots[key], ignore_errors=True)
-        data.subset(roots["day2night"], roots[key], ("trainA", "trainB"), n)
-    return roots
-
-
-def data_root(spec: RunSpec, roots: dict[str, Path], plan: Plan) -> Path:
-    if spec.train_images < plan.train_images:
-        return roots[f"{spec.task}_{spec.train_images}"]
-    return roots[spec.task]
-
-
-def train_args(spec: RunSpec, root: Path, run_dir: Path, plan: Plan, precision: str) -> list[str]:
-    """The ``translate train`` command line of one run (recorded in quality.json)."""
-    args = [
-        "train", "--model", spec.model, "--data", str(root), "--out", str(run_dir),
-        "--steps", str(spec.steps), "--set", f"train.schedule_steps={spec.steps}",
-        # the crops already are random and exactly the training size: no resize, flips only
-        "--set", "data.preprocess=crop", "--crop-size", str(plan.size),
-        "--set", f"net.generator={spec.generator}",
-        "--set", f"net.base_channels_g={spec.base_channels}", "--set", f"net.base_channels_d={spec.base_channels}",
-        "--seed", str(spec.seed), "--precision", precision, "--device", "cpu",
-        "--save-every", str(spec.steps), "--sample-every", str(spec.steps), "--log-every", str(max(1, spec.steps // 20)),
-    ]
-    if spec.diffaug:
-        args += ["--set", f"train.diffaug={spec.diffaug}"]
-    return args
-
-
-def train(spec: RunSpec, root: Path, run_dir: Path, plan: Plan, precision: str) -> dict[str, Any]:
-    from translate.cli import main
-
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed or mixed one
-    args = train_args(spec, root, run_dir, plan, precision)
-    started = time.perf_counter()
-    code = main(args)
-    seconds = time.perf_counter() - started
-    if code != 0:
-        raise RuntimeError(f"translate {' '.join(args)} exited with {code}")
-    return {"train_minutes": seconds / 60, "train_command": "translate " + shlex.join(args)}
-
-
-def evaluate(pred_dir: Path, target_dir: Path) -> dict[str, Any]:
-    """Mean (and per-image spread of) PSNR, SSIM and L1 of ``pred_dir`` against ``target_dir``."""
-    import numpy as np
-
+def scores(pred: Path, target: Path) -> dict[str, Any]:
     from translate.metrics import evaluate_paired
 
-    result = evaluate_paired(pred_dir, target_dir)
-    out: dict[str, Any] = dict(result.means)
-    out["psnr_std"] = float(np.std(result.per_image["psnr"]))
-    out["per_image_psnr"] = [round(v, 3) for v in result.per_image["psnr"]]
-    out["images"] = len(result.names)
-    return out
+    report = evaluate_paired(pred, target)
+    return {
+        **{k: float(v) for k, v in report.means.items()},
+        "images": len(report.names),
+        "per_image_psnr": [round(float(v), 3) for v in report.per_image["psnr"]],
+    }
 
 
-def translate_test(run_dir: Path, test_a: Path, pred_dir: Path, precision: str) -> None:
-    """Translate ``test_a`` into ``pred_dir`` (PNG) as a user would: ``Translator.translate_folder``."""
-    from translate.infer.translator import Translator
+def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from translate import Translator
+    from translate.cli import main as translate
 
-    translator = Translator.load(run_dir, direction="AtoB", device="cpu", precision=precision)
-    shutil.rmtree(pred_dir, ignore_errors=True)
-    done = translator.translate_folder(test_a, pred_dir, output_format="png", progress=False, workers=1)
-    if done.failed:
-        raise RuntimeError(f"{run_dir}: {len(done.failed)} test images failed: {done.failed[:2]}")
-
-
-def forward_test(run_dir: Path, test_a: Path, pred_dir: Path, *, batch_statistics: bool = False) -> None:
-    """Translate ``test_a`` with the bare generator, one image per forward, no padding (fp32).
-
-    Args:
-        batch_statistics: Normalise with each test image's own statistics and keep dropout on,
-            as the pix2pix paper (and the reference ``test.py`` without ``--eval``) does at test
-            time; otherwise eval mode, as the Translator.
-    """
-    import numpy as np
-    import torch
-
-    from translate.infer.translator import Translator
-
-    net = Translator.load(run_dir, direction="AtoB", device="cpu").net
-    if batch_statistics:
-        for module in net.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.train()
-                module.momentum = 0.0  # normalise with the image's statistics, leave the stored ones alone
-            elif isinstance(module, torch.nn.Dropout):
-                module.train()
-    torch.manual_seed(0)  # dropout
-    shutil.rmtree(pred_dir, ignore_errors=True)
-    for path in sorted(test_a.iterdir()):
-        x = torch.from_numpy(data.read_rgb(path)).permute(2, 0, 1)[None].float() / 127.5 - 1
-        with torch.inference_mode():
-            y = net(x.contiguous(memory_format=torch.channels_last))[0].clamp(-1, 1)
-        # the Translator's quantisation: round((y + 1) / 2 * 255)
-        data.write_png(pred_dir / f"{path.stem}.png", np.round((y.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8))
-
-
-def max_level_difference(dir_a: Path, dir_b: Path) -> int:
-    """Largest difference, in 8-bit levels, between same-named PNGs of two folders."""
-    import numpy as np
-
-    return max(int(np.abs(data.read_rgb(p).astype(int) - data.read_rgb(dir_b / p.name).astype(int)).max())
-               for p in sorted(dir_a.iterdir()))
-
-
-def constant_folder(image: Any, names_from: Path, dst: Path) -> Path:
-    """A folder holding ``image`` under every name of ``names_from`` (a constant predictor)."""
-    shutil.rmtree(dst, ignore_errors=True)
-    for path in sorted(names_from.iterdir()):
-        data.write_png(dst / f"{path.stem}.png", image)
-    return dst
-
-
-def baselines(roots: dict[str, Path], work: Path) -> list[dict[str, Any]]:
-    """Trivial predictors on the same test sets: what a model must beat."""
-    s2p, d2n = roots["sketch2photo"], roots["day2night"]
-    rows = []
-    for task, method, pred, target, what in (
-        ("sketch2photo", "edge map (output = input)", s2p / "test" / "A", s2p / "test" / "B", "identity"),
-        ("sketch2photo", "mean training photo", constant_folder(data.mean_image(s2p / "train" / "B"), s2p / "test" / "A", work / "baselines" / "mean_photo"), s2p / "test" / "B", "constant"),
-        ("day2night", "identity (output = input)", d2n / "testA", d2n / "test_target", "identity"),
-        ("day2night", "mean training night image", constant_folder(data.mean_image(d2n / "trainB"), d2n / "testA", work / "baselines" / "mean_night"), d2n / "test_target", "constant"),
-        ("day2night", "a random night rendering of the input", d2n / "test_random_night", d2n / "test_target", "reference"),
-    ):
-        rows.append({"name": f"{task}/{what}", "task": task, "method": method, "kind": "baseline",
-                     "pred_dir": str(pred), **evaluate(pred, target)})
+    root = work / "data" / task.name
+    shutil.rmtree(root, ignore_errors=True)  # built fresh: a folder from another plan would mix in
+    task.build(root, plan["size"], plan["train_images"], plan["test_images"])
+    test_input, test_target = root / task.test_input, root / task.test_target
+    mean = work / "baselines" / task.name
+    shutil.rmtree(mean, ignore_errors=True)
+    constant = data.mean_image(root / task.train_target)
+    for path in sorted(test_input.iterdir()):
+        data.write_png(mean / f"{path.stem}.png", constant)
+    rows = [
+        {"task": task.name, "variant": "baseline: identity", "kind": "baseline", "pred_dir": str(test_input), **scores(test_input, test_target)},
+        {"task": task.name, "variant": "baseline: mean training target", "kind": "baseline", "pred_dir": str(mean), **scores(mean, test_target)},
+    ]
+    steps = plan["steps"] or task.steps
+    for variant in VARIANTS[task.name]:
+        if args.only and not any(o in f"{task.name} {variant.name}" for o in args.only):
+            continue
+        source = data.subset(root, work / "data" / f"{task.name}_{variant.train_images}", variant.train_images) if variant.train_images else root
+        for seed in range(args.seeds):
+            run = work / "runs" / f"{task.name}_{_slug(variant.name)}_seed{seed}"
+            shutil.rmtree(run, ignore_errors=True)  # a fresh run, never a resumed one
+            line = train_args(task, variant, source, run, plan, steps, seed, args)
+            tick = time.perf_counter()
+            if translate(line) != 0:
+                raise RuntimeError(f"translate {shlex.join(line)} failed")
+            minutes = (time.perf_counter() - tick) / 60
+            pred = work / "pred" / run.name
+            shutil.rmtree(pred, ignore_errors=True)
+            translator = Translator.load(run, direction="AtoB", device="cpu", precision=args.precision)
+            done = translator.translate_folder(test_input, pred, output_format="png", progress=False, workers=1)
+            if done.failed:
+                raise RuntimeError(f"{run}: {len(done.failed)} test images failed: {done.failed[:2]}")
+            row = {
+                "task": task.name,
+                "model": task.model,
+                "variant": variant.name,
+                "kind": "model",
+                "seed": seed,
+                "steps": steps,
+                "spec": asdict(variant),
+                "train_minutes": minutes,
+                "train_command": "translate " + shlex.join(line),
+                "pred_dir": str(pred),
+                **scores(pred, test_target),
+            }
+            print(
+                f"[quality] {task.name} / {variant.name} / seed {seed}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f} ({minutes:.1f} min)",
+                flush=True,
+            )
+            rows.append(row)
     return rows
 
 
-def precision_probe(side: int, repeats: int = 3) -> dict[str, Any]:
-    """Seconds per forward+backward of a resnet_6blocks (16 channels) in fp32 and bf16 autocast."""
-    import torch
-
-    from translate.config import NetConfig
-    from translate.nets import build_generator
-
-    net = build_generator(NetConfig(generator="resnet_6blocks", base_channels_g=16)).to(memory_format=torch.channels_last)
-    x = torch.rand(1, 3, side, side).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
-    out: dict[str, Any] = {"image_side": side}
-    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        times = []
-        for i in range(repeats + 1):
-            started = time.perf_counter()
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                loss = net(x).float().abs().mean()
-            loss.backward()
-            if i:  # the first call builds oneDNN primitives
-                times.append(time.perf_counter() - started)
-        out[f"{precision}_s"] = sorted(times)[len(times) // 2]
-    out["bf16_speedup"] = out["fp32_s"] / out["bf16_s"]
-    return out
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-# ---------------------------------------------------------------------------- main
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per (task, variant): means over seeds and the seeds' PSNR range."""
+    lines: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        lines.setdefault((row["task"], row["variant"]), []).append(row)
+    return [
+        {
+            "task": task,
+            "model": group[0].get("model"),
+            "variant": variant,
+            "kind": group[0]["kind"],
+            "seeds": len(group) if group[0]["kind"] == "model" else 0,
+            "steps": group[0].get("steps"),
+            **{k: statistics.fmean(r[k] for r in group) for k in ("psnr", "ssim", "l1")},
+            "psnr_min": min(r["psnr"] for r in group),
+            "psnr_max": max(r["psnr"] for r in group),
+        }
+        for (task, variant), group in lines.items()
+    ]
 
 
-def run(plan: Plan, work: Path, out: Path, precision: str, threads: int, command: str, quick: bool) -> dict[str, Any]:
-    import torch
+def contact_sheet(task: Task, rows: list[dict[str, Any]], root: Path, path: Path, count: int) -> dict[str, Any]:
+    """Rows = the first ``count`` test images; columns = input | each variant (seed 0) | target."""
+    import cv2
+    import numpy as np
+    from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_common import machine_info
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    started = time.perf_counter()
-    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    machine = machine_info()
-    print(f"[quality] {machine['cpu']}, {machine['usable_cpus']} cpus, {torch.get_num_threads()} torch threads, load {machine['loadavg']}", flush=True)
-    probe = precision_probe(plan.probe_size)
-    print(f"[quality] one generator step: fp32 {probe['fp32_s']:.3f}s, bf16 {probe['bf16_s']:.3f}s; training in {precision}", flush=True)
-    roots = build_data(plan, work)
-    rows = baselines(roots, work)
-    for spec in plan.runs:
-        root = data_root(spec, roots, plan)
-        run_dir = work / "runs" / spec.name
-        print(f"[quality] {spec.name}: {spec.model} {spec.generator}/{spec.base_channels}, {spec.steps} steps, "
-              f"{spec.train_images} training images{', diffaug ' + spec.diffaug if spec.diffaug else ''}", flush=True)
-        info = train(spec, root, run_dir, plan, precision)
-        test_a = root / "test" / "A" if spec.task == "sketch2photo" else root / "testA"
-        target = root / "test" / "B" if spec.task == "sketch2photo" else root / "test_target"
-        pred = work / "pred" / spec.name
-        translate_test(run_dir, test_a, pred, precision)
-        scores = evaluate(pred, target)
-        print(f"[quality] {spec.name}: PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.3f}, L1 {scores['l1']:.4f} "
-              f"({info['train_minutes']:.1f} min)", flush=True)
-        # The same weights without the Translator (no padding, no batching): the two must agree, or
-        # the Translator, not the model, decides the numbers (it did once: a U-Net padded to 2x its size).
-        native = work / "pred" / f"{spec.name}_forward"
-        forward_test(run_dir, test_a, native)
-        scores["translator_vs_forward_levels"] = max_level_difference(pred, native)
-        forward = {k: v for k, v in evaluate(native, target).items() if k != "per_image_psnr"}
-        rows.append({"name": spec.name, "task": spec.task, "method": report.method_label(asdict(spec)), "kind": "model",
-                     "spec": asdict(spec), "pred_dir": str(pred), **info, **scores, "forward": forward})
-        print(f"[quality] {spec.name}: Translator and bare forward at most {scores['translator_vs_forward_levels']} "
-              f"levels apart (bare forward: PSNR {forward['psnr']:.2f} dB)", flush=True)
-        if spec.model == "pix2pix":  # the paper's test-time normalisation, beside eval mode
-            folder = work / "pred" / f"{spec.name}_batch_statistics"
-            forward_test(run_dir, test_a, folder, batch_statistics=True)
-            rows.append({"name": f"{spec.name}/batch_statistics", "task": spec.task, "kind": "variant", "of": spec.name,
-                         "method": f"{report.method_label(asdict(spec))}: bare forward, test-time batch statistics + dropout",
-                         "spec": asdict(spec), "pred_dir": str(folder), **evaluate(folder, target)})
-    result = {
-        "command": command,
-        "quick": quick,
-        "started": started_at,
-        "total_minutes": (time.perf_counter() - started) / 60,
-        "machine": {**machine, "loadavg_end": report.load_average()},
-        "precision": precision,
-        "precision_probe": probe,
-        "threads": torch.get_num_threads(),
-        "plan": {"size": plan.size, "train_images": plan.train_images, "test_images": plan.test_images,
-                 "diffaug_policy": DIFFAUG_POLICY},
-        "photos": {"test": data.TEST_PHOTOS, "sketch2photo_train": data.SKETCH_TRAIN_PHOTOS,
-                   "day_train": data.DAY_TRAIN_PHOTOS, "night_train": data.NIGHT_TRAIN_PHOTOS},
-        "rows": rows,
-    }
-    result["pictures"] = report.write_grids(result, roots, out / "quality", plan.grid_rows)
-    result["total_minutes"] = (time.perf_counter() - started) / 60
-    report.write_outputs(result, out)
-    return result
+    columns = [("input", root / task.test_input)]
+    columns += [(r["variant"], Path(r["pred_dir"])) for r in rows if r["task"] == task.name and r.get("seed") == 0]
+    columns += [("target", root / task.test_target)]
+    names = sorted(p.stem for p in (root / task.test_input).iterdir())[:count]
+    body = np.concatenate([np.concatenate([data.read_rgb(folder / f"{n}.png") for _, folder in columns], axis=1) for n in names])
+    side = body.shape[1] // len(columns)
+    labels = np.full((18, body.shape[1], 3), 32, dtype=np.uint8)
+    for i, (label, _) in enumerate(columns):
+        scale = 0.38
+        while scale > 0.2 and cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > side - 4:
+            scale -= 0.02
+        cv2.putText(labels, label, (i * side + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1, cv2.LINE_AA)
+    image = Image.fromarray(np.concatenate([labels, body]))
+    if image.width * image.height > 200_000:  # committed pictures stay small
+        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG", optimize=True)
+    return {"task": task.name, "path": str(path.relative_to(path.parent.parent)), "columns": [c for c, _ in columns], "images": names}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="64 px, 4-channel nets, --quick-steps steps: a smoke test")
-    p.add_argument("--quick-steps", type=int, default=3, help="training steps per run with --quick (default 3)")
-    p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
-                   help=f"scale every run's steps by MINUTES/{DEFAULT_MINUTES:g} (default {DEFAULT_MINUTES:g}); steps, not time, are fixed")
-    p.add_argument("--seeds", type=int, default=1, help="seeds of the DiffAugment comparison (default 1)")
-    p.add_argument("--out", type=Path, default=Path("docs"), help="where QUALITY.md, quality.json and quality/ go (default docs)")
-    p.add_argument("--work", type=Path, default=Path("runs/quality"), help="datasets, runs and predictions (default runs/quality)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="training and inference precision (default fp32: faster here)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on shared cores, 2 OpenMP threads wait on each other; 0 = torch's default)")
-    args = p.parse_args(argv)
-    if args.minutes <= 0 or args.seeds < 1 or args.quick_steps < 1:
-        p.error("--minutes, --seeds and --quick-steps must be positive")
-    return args
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        "# Quality",
+        "",
+        f"{result['started']}, {m['cpu']}, {result['threads']} threads, torch {m['torch']}, {result['precision']}; "
+        f"{result['plan']['test_images']} held-out images per task; `{result['command']}`, {result['minutes']:.1f} min. "
+        "Every score, per image, is in quality.json.",
+        "",
+        "| task | variant | seeds | PSNR dB ↑ (range) | SSIM ↑ | L1 ↓ | steps |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in result["summary"]:
+        spread = f" ({s['psnr_min']:.2f}–{s['psnr_max']:.2f})" if s["seeds"] > 1 else ""
+        variant = f"{s['model']}, {s['variant']}" if s["model"] else s["variant"]
+        lines.append(
+            f"| {s['task']} | {variant} | {s['seeds'] or '–'} | {s['psnr']:.2f}{spread} | {s['ssim']:.3f} | {s['l1']:.4f} | {s['steps'] or '–'} |"
+        )
+    lines += [""] + [f"![{p['task']}: {' | '.join(p['columns'])}]({p['path']})" for p in result["pictures"]]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
-    command = "python scripts/quality.py" + (" " + shlex.join(argv) if argv else "")
-    plan = quick_plan(args.quick_steps, args.seeds) if args.quick else full_plan(args.minutes, args.seeds)
-    result = run(plan, args.work, args.out, args.precision, args.threads, command, args.quick)
-    print(f"[quality] wrote {args.out / 'QUALITY.md'} and {args.out / 'quality.json'} in {result['total_minutes']:.1f} min", flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="64 px, 4-channel nets, 2 steps: checks the script, not the models")
+    parser.add_argument("--seeds", type=int, default=2, help="training seeds of every variant (default 2)")
+    parser.add_argument("--only", action="append", default=[], metavar="SUBSTRING", help="only tasks/variants whose name contains this")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="where quality.json, QUALITY.md and quality/ go (default docs)")
+    parser.add_argument("--work", type=Path, default=Path("runs/quality"), help="datasets, runs and predictions (default runs/quality)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="training and inference precision")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; --quick: 1)")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    args.threads = args.threads or (1 if args.quick else None)  # tiny ops on two busy threads wait on each other
+    import torch
+    from bench import machine_info
+
+    from translate.files import atomic_write
+
+    plan, tick = PLANS[args.quick], time.perf_counter()
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    tasks = [t for t in TASKS if not args.only or any(o in f"{t.name} {v.name}" for o in args.only for v in VARIANTS[t.name])]
+    rows = [row for task in tasks for row in run_task(task, plan, args.work, args)]
+    result: dict[str, Any] = {
+        "command": " ".join(["python scripts/quality.py", *(sys.argv[1:] if argv is None else argv)]),
+        "started": started,
+        "quick": args.quick,
+        "machine": machine_info("cpu"),
+        "threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "plan": {**plan, "seeds": args.seeds, "tasks": [asdict(t) | {"build": t.build.__name__} for t in tasks]},
+        "rows": rows,
+        "summary": summary(rows),
+    }
+    result["pictures"] = [
+        contact_sheet(t, rows, args.work / "data" / t.name, args.out / "quality" / f"{t.name}.png", plan["sheet_rows"]) for t in tasks
+    ]
+    result["minutes"] = (time.perf_counter() - tick) / 60
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "quality.json", json.dumps(result, indent=1) + "\n")
+    atomic_write(args.out / "QUALITY.md", markdown(result))
+    print("\n" + markdown(result), flush=True)
     return 0
 
 

@@ -1,73 +1,77 @@
-"""End to end: ``scripts/quality.py --quick`` trains every run for 2 steps and writes its report."""
+"""``scripts/quality.py``: a ``--quick`` run into a temporary folder trains and scores every task x
+variant x seed and its baselines; the JSON holds finite scores; the contact sheets are images."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.fixture(scope="module")
-def quality_run(tmp_path_factory) -> tuple[Path, dict]:
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("quality")
-    out, work = root / "docs", root / "work"
-    # a child process: the script sets torch's thread count, which must not leak into other tests
+    # a child process: training sets torch's thread count, which must not leak into other tests
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "quality.py"), "--quick", "--quick-steps", "2", "--out", str(out), "--work", str(work)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, str(SCRIPTS / "quality.py"), "--quick", "--out", str(root / "out"), "--work", str(root / "work")],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, json.loads((out / "quality.json").read_text())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root / "out", json.loads((root / "out" / "quality.json").read_text(encoding="utf-8"))
 
 
-def test_every_row_is_measured(quality_run):
-    out, result = quality_run
-    names = {r["name"] for r in result["rows"]}
-    assert {"sketch2photo", "day2night", "day2night_50", "day2night_50_diffaug"} <= names
-    assert {"sketch2photo/batch_statistics", "sketch2photo/identity", "sketch2photo/constant", "day2night/identity", "day2night/constant",
-            "day2night/reference"} <= names
-    test_images = result["plan"]["test_images"]
-    for row in result["rows"]:
-        assert row["images"] == test_images == len(row["per_image_psnr"])
-        assert np.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1 and 0 <= row["l1"] <= 1
-    models = [r for r in result["rows"] if r["kind"] == "model"]
-    assert all(r["spec"]["steps"] == 2 for r in models)
-    # the Translator must give what the bare generator gives on images of the network's size
-    assert all(r["translator_vs_forward_levels"] <= 2 for r in models)
-    assert all(r["forward"]["images"] == test_images for r in models)
-    assert all("--steps 2" in r["train_command"] for r in models)
-    diffaug = next(r for r in models if r["name"] == "day2night_50_diffaug")
-    assert "train.diffaug=color,translation,cutout" in diffaug["train_command"]
+def expected() -> dict[str, list[str]]:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return {t.name: [v.name for v in quality.VARIANTS[t.name]] for t in quality.TASKS}
 
 
-def test_baselines_are_what_they_claim(quality_run):
-    _, result = quality_run
-    rows = {r["name"]: r for r in result["rows"]}
-    # a random night rendering is a draw around the exact target: much closer than the day input
-    assert rows["day2night/reference"]["psnr"] > rows["day2night/identity"]["psnr"] + 5
-    # black edges on white are far from any photo
-    assert rows["sketch2photo/identity"]["psnr"] < rows["sketch2photo/constant"]["psnr"]
+def test_every_task_variant_and_seed_is_scored_with_its_baselines(quick: tuple[Path, dict]) -> None:
+    _, result = quick
+    seeds = result["plan"]["seeds"]
+    assert seeds >= 2
+    for task, variants in expected().items():
+        rows = [r for r in result["rows"] if r["task"] == task]
+        assert {r["variant"] for r in rows if r["kind"] == "baseline"} == {"baseline: identity", "baseline: mean training target"}
+        for variant in variants:
+            assert sorted(r["seed"] for r in rows if r["variant"] == variant) == list(range(seeds)), (task, variant)
+    for r in result["rows"]:
+        assert r["images"] == result["plan"]["test_images"] == len(r["per_image_psnr"])
+        assert math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1 and 0 <= r["l1"] <= 1, r
+        if r["kind"] == "model":
+            assert r["steps"] == 2 and r["train_minutes"] > 0 and r["train_command"].startswith("translate train")
 
 
-def test_markdown_and_pictures(quality_run):
-    out, result = quality_run
-    text = (out / "QUALITY.md").read_text()
-    assert result["command"] in text and "--quick" in text
-    for row in result["rows"]:
-        assert f"{row['psnr']:.2f}" in text, row["name"]
-    pictures = sorted(p.name for p in (out / "quality").glob("*.png"))
-    assert pictures == ["day2night.png", "sketch2photo.png"]
-    for name in pictures:
-        assert f"quality/{name}" in text
-        assert (out / "quality" / name).stat().st_size <= 300_000
-    from PIL import Image
+def test_summary_has_one_line_per_task_and_variant(quick: tuple[Path, dict]) -> None:
+    out, result = quick
+    lines = {(s["task"], s["variant"]) for s in result["summary"]}
+    assert len(lines) == len(result["summary"]) == len({(r["task"], r["variant"]) for r in result["rows"]})
+    for s in result["summary"]:
+        assert s["psnr_min"] <= s["psnr"] <= s["psnr_max"]
+        assert s["seeds"] == (result["plan"]["seeds"] if s["kind"] == "model" else 0)
+    table = [line for line in (out / "QUALITY.md").read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(result["summary"])
 
-    with Image.open(out / "quality" / "day2night.png") as image:
-        # input | 3 CycleGAN runs | target, 64 px each, and 2 rows under an 18 px label bar
-        assert image.size == (5 * 64, 2 * 64 + 18)
+
+def test_contact_sheets_show_input_each_variant_and_target(quick: tuple[Path, dict]) -> None:
+    out, result = quick
+    assert {p["task"] for p in result["pictures"]} == set(expected())
+    side = result["plan"]["size"]
+    for picture in result["pictures"]:
+        image = np.asarray(Image.open(out / picture["path"]).convert("RGB"))
+        assert picture["columns"] == ["input", *expected()[picture["task"]], "target"]
+        assert image.shape[1] == side * len(picture["columns"])
+        assert image.shape[0] > side * len(picture["images"]) and image.std() > 0
