@@ -155,18 +155,18 @@ def test_crop_larger_than_pair(side_by_side_root):
 
 
 def test_build_dataset_paired_and_layout_errors(side_by_side_root, folders_root, tmp_path):
-    dataset = build_dataset(pix2pix_config(side_by_side_root))
+    dataset = build_dataset(pix2pix_config(side_by_side_root), kind="paired")
     assert isinstance(dataset, PairedDataset) and dataset[0]["A"].shape == (3, 32, 32)
     with pytest.raises(UserError, match=r"side_by_side/test: folder not found — pix2pix expects"):
-        build_dataset(pix2pix_config(side_by_side_root), "test")
+        build_dataset(pix2pix_config(side_by_side_root), "test", kind="paired")
     (side_by_side_root / "train").rename(side_by_side_root / "test")
-    assert build_dataset(pix2pix_config(side_by_side_root), "test").preprocessing.phase == "test"
+    assert build_dataset(pix2pix_config(side_by_side_root), "test", kind="paired").preprocessing.phase == "test"
 
     cyclegan = dataclasses.replace(pix2pix_config(side_by_side_root), model="cyclegan")
     with pytest.raises(UserError, match=r"holds side-by-side pairs, but cyclegan needs"):
-        build_dataset(cyclegan, "test")
+        build_dataset(cyclegan, "test", kind="unpaired")
     # cyclegan on the two-folder paired layout: the folders become its two domains
     cyclegan = dataclasses.replace(pix2pix_config(folders_root), model="cyclegan")
-    domains = build_dataset(cyclegan)
+    domains = build_dataset(cyclegan, kind="unpaired")
     assert isinstance(domains, UnpairedDataset)
     assert "train/A" in domains[0]["path_A"] and "train/B" in domains[0]["path_B"]

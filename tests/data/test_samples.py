@@ -12,6 +12,7 @@ from translate.data import PairedDataset, UnpairedDataset, build_dataset
 from translate.data.io import list_images, read_image
 from translate.data.samples import make_sample_dataset, render_night
 from translate.errors import UserError
+from translate.train.objectives import OBJECTIVES
 
 
 def test_unpaired_sample_layout_is_deterministic(tmp_path):
@@ -32,11 +33,11 @@ def test_unpaired_sample_layout_is_deterministic(tmp_path):
 def test_sample_datasets_load_with_build_dataset(tmp_path):
     unpaired = make_sample_dataset(tmp_path / "u", "unpaired", size=32, count=2)
     paired = make_sample_dataset(tmp_path / "p", "paired", size=32, count=2)
-    for model, root, kind in (("cyclegan", unpaired, UnpairedDataset), ("pix2pix", paired, PairedDataset)):
+    for model, root, dataset_type in (("cyclegan", unpaired, UnpairedDataset), ("pix2pix", paired, PairedDataset)):
         cfg = dataclasses.replace(preset(model), data=DataConfig(root=str(root), load_size=32, crop_size=32))
         for phase in ("train", "test"):
-            dataset = build_dataset(cfg, phase)
-            assert isinstance(dataset, kind) and len(dataset) == 2
+            dataset = build_dataset(cfg, phase, kind=OBJECTIVES[model].data)
+            assert isinstance(dataset, dataset_type) and len(dataset) == 2
             assert dataset[0]["A"].shape == dataset[0]["B"].shape == (3, 32, 32)
 
 

@@ -142,33 +142,33 @@ def test_max_dataset_size(unpaired_root):
 
 
 def test_build_dataset_unpaired(unpaired_root):
-    dataset = build_dataset(cyclegan_config(unpaired_root))
+    dataset = build_dataset(cyclegan_config(unpaired_root), kind="unpaired")
     assert isinstance(dataset, UnpairedDataset) and dataset.seed == 5
     assert dataset[0]["A"].shape == (3, 32, 32)
-    flipped = build_dataset(cyclegan_config(unpaired_root, direction="BtoA"))
+    flipped = build_dataset(cyclegan_config(unpaired_root, direction="BtoA"), kind="unpaired")
     assert "trainB" in flipped[0]["path_A"]
 
 
 def test_build_dataset_test_phase_and_missing_folders(unpaired_root, tmp_path):
     with pytest.raises(UserError, match="testA: folder not found"):
-        build_dataset(cyclegan_config(unpaired_root), "test")
+        build_dataset(cyclegan_config(unpaired_root), "test", kind="unpaired")
     (unpaired_root / "trainA").rename(unpaired_root / "testA")
     (unpaired_root / "trainB").rename(unpaired_root / "testB")
-    dataset = build_dataset(cyclegan_config(unpaired_root), "test")
+    dataset = build_dataset(cyclegan_config(unpaired_root), "test", kind="unpaired")
     assert dataset.preprocessing.phase == "test"
     first = dataset[0]["A"]
     dataset.set_epoch(7)
     assert torch.equal(dataset[0]["A"], first)  # centre crop, no flip: nothing random
     (unpaired_root / "testB").rename(unpaired_root / "elsewhere")
     with pytest.raises(UserError, match="testB: folder not found"):
-        build_dataset(cyclegan_config(unpaired_root), "test")
+        build_dataset(cyclegan_config(unpaired_root), "test", kind="unpaired")
     with pytest.raises(UserError, match="nowhere: dataset folder not found .*nowhere/trainA"):
-        build_dataset(cyclegan_config(tmp_path / "nowhere"))
+        build_dataset(cyclegan_config(tmp_path / "nowhere"), kind="unpaired")
     with pytest.raises(UserError, match="data.root is not set"):
-        build_dataset(RunConfig())
+        build_dataset(RunConfig(), kind="unpaired")
 
 
 def test_pix2pix_on_unpaired_layout_is_refused(unpaired_root):
     cfg = dataclasses.replace(cyclegan_config(unpaired_root), model="pix2pix")
     with pytest.raises(UserError, match="unpaired layout .* pix2pix needs aligned pairs"):
-        build_dataset(cfg)
+        build_dataset(cfg, kind="paired")

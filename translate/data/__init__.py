@@ -37,9 +37,6 @@ __all__ = [
 logger = logging.getLogger("translate")
 
 DataKind = Literal["paired", "unpaired"]
-# TRANSITION: the data kind of each model for callers that do not pass one yet; the objective
-# table (translate.train.objectives) declares it, and data/ may not import train/
-_LEGACY_KINDS: dict[str, DataKind] = {"cyclegan": "unpaired", "pix2pix": "paired"}
 
 
 def _layouts(root: Path | str, phase: str) -> str:
@@ -53,7 +50,7 @@ def build_dataset(
     cfg: RunConfig,
     phase: Literal["train", "test"] = "train",
     *,
-    kind: DataKind | None = None,
+    kind: DataKind,
     multiple: int = 4,
 ) -> Dataset:
     """The dataset of ``kind`` a run config asks for (the model's, from its objective).
@@ -80,8 +77,6 @@ def build_dataset(
     """
     if phase not in ("train", "test"):
         raise ValueError(f"phase must be 'train' or 'test', got {phase!r}")
-    if kind is None:  # TRANSITION: until tests/data pass kind (the objective table's), as the loop does
-        kind = _LEGACY_KINDS[cfg.model]
     if kind not in ("paired", "unpaired"):
         raise ValueError(f"kind must be 'paired' or 'unpaired', got {kind!r}")
     if not cfg.data.root:
