@@ -163,10 +163,8 @@ def place(module: nn.Module, device: torch.device, *, inference: bool = False) -
     if channels_last_weights(device) or (inference and channels_last_activations(device)):
         module.to(memory_format=torch.channels_last)
     if device.type == "cpu":
-        try:  # TRANSITION: until translate.accel lands
-            from translate import accel
-        except ImportError:
-            return module
+        from translate import accel
+
         accel.accelerate(module)
     return module
 

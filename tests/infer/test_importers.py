@@ -124,7 +124,7 @@ def check_same_outputs(path: Path, ref: nn.Module, image: torch.Tensor, arch: st
     with torch.inference_mode():
         expected, got = ref(image), ours(image)
     assert expected.std() > 0.05
-    # float rounding only: inference on packed oneDNN weights may take another algorithm (nets/convs.py)
+    # float rounding only: inference on packed oneDNN weights may take another algorithm (translate/accel)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     return net_cfg
 

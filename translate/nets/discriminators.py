@@ -11,7 +11,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from translate.config import NetConfig, NormKind
-from translate.nets.convs import Conv2d
 from translate.nets.layers import check_image_batch, conv_bias, norm_factory
 from translate.nets.registry import register_discriminator
 
@@ -58,7 +57,7 @@ class PatchDiscriminator(nn.Module):
         bias = conv_bias(norm)
 
         layers: list[nn.Module] = [
-            Conv2d(in_channels, base_channels, kernel_size=_KERNEL, stride=2, padding=_PAD),
+            nn.Conv2d(in_channels, base_channels, kernel_size=_KERNEL, stride=2, padding=_PAD),
             nn.LeakyReLU(0.2, True),
         ]
         mult = 1
@@ -67,7 +66,7 @@ class PatchDiscriminator(nn.Module):
             # The last widening conv keeps the resolution (stride 1); the others halve it.
             stride = 2 if n < n_layers else 1
             layers += [
-                Conv2d(
+                nn.Conv2d(
                     base_channels * prev_mult,
                     base_channels * mult,
                     kernel_size=_KERNEL,
@@ -78,7 +77,7 @@ class PatchDiscriminator(nn.Module):
                 make_norm(base_channels * mult),
                 nn.LeakyReLU(0.2, True),
             ]
-        layers.append(Conv2d(base_channels * mult, 1, kernel_size=_KERNEL, stride=1, padding=_PAD))
+        layers.append(nn.Conv2d(base_channels * mult, 1, kernel_size=_KERNEL, stride=1, padding=_PAD))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -107,12 +106,12 @@ class PixelDiscriminator(nn.Module):
         self.receptive_field = 1
         bias = conv_bias(norm)
         self.net = nn.Sequential(
-            Conv2d(in_channels, base_channels, kernel_size=1),
+            nn.Conv2d(in_channels, base_channels, kernel_size=1),
             nn.LeakyReLU(0.2, True),
-            Conv2d(base_channels, base_channels * 2, kernel_size=1, bias=bias),
+            nn.Conv2d(base_channels, base_channels * 2, kernel_size=1, bias=bias),
             norm_factory(norm)(base_channels * 2),
             nn.LeakyReLU(0.2, True),
-            Conv2d(base_channels * 2, 1, kernel_size=1, bias=bias),
+            nn.Conv2d(base_channels * 2, 1, kernel_size=1, bias=bias),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from translate.config import NetConfig, NormKind
-from translate.nets.convs import Conv2d, ConvTranspose2d
 from translate.nets.layers import check_image_batch, conv_bias, norm_factory
 from translate.nets.registry import register_generator
 
@@ -54,7 +53,7 @@ class ResnetBlock(nn.Module):
         pad_layers, conv_pad = _padding(padding, 1)
         layers: list[nn.Module] = [
             *pad_layers,
-            Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
             make_norm(channels),
             nn.ReLU(True),
         ]
@@ -63,7 +62,7 @@ class ResnetBlock(nn.Module):
         pad_layers, conv_pad = _padding(padding, 1)
         layers += [
             *pad_layers,
-            Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=conv_pad, bias=bias),
             make_norm(channels),
         ]
         self.conv_block = nn.Sequential(*layers)
@@ -125,14 +124,14 @@ class ResnetGenerator(nn.Module):
 
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            Conv2d(in_channels, base_channels, kernel_size=7, bias=bias),
+            nn.Conv2d(in_channels, base_channels, kernel_size=7, bias=bias),
             make_norm(base_channels),
             nn.ReLU(True),
         ]
         channels = base_channels
         for _ in range(n_downsampling):
             layers += [
-                Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
                 make_norm(channels * 2),
                 nn.ReLU(True),
             ]
@@ -144,7 +143,7 @@ class ResnetGenerator(nn.Module):
         for _ in range(n_downsampling):
             # output_padding=1 makes each stage exactly double H and W.
             layers += [
-                ConvTranspose2d(
+                nn.ConvTranspose2d(
                     channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
                 ),
                 make_norm(channels // 2),
@@ -153,7 +152,7 @@ class ResnetGenerator(nn.Module):
             channels //= 2
         layers += [
             nn.ReflectionPad2d(3),
-            Conv2d(channels, out_channels, kernel_size=7),
+            nn.Conv2d(channels, out_channels, kernel_size=7),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
@@ -203,19 +202,19 @@ class UnetSkipBlock(nn.Module):
         make_norm = norm_factory(norm)
         bias = conv_bias(norm)
         in_channels = outer_channels if in_channels is None else in_channels
-        down_conv = Conv2d(in_channels, inner_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+        down_conv = nn.Conv2d(in_channels, inner_channels, kernel_size=4, stride=2, padding=1, bias=bias)
         # Below the innermost level the up path gets its own output concatenated with the skip.
         up_in = inner_channels if role == "innermost" else inner_channels * 2
 
         layers: list[nn.Module]
         if role == "outermost":
-            up_conv = ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
             layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
         elif role == "innermost":
-            up_conv = ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, make_norm(outer_channels)]
         else:
-            up_conv = ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [
                 nn.LeakyReLU(0.2, True),
                 down_conv,
