@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from translate.config import NetConfig
-from translate.nets import build_generator
 from translate.formats import save_generator
+from translate.nets import build_generator
 
 GeneratorFactory = Callable[..., Path]
 

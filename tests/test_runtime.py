@@ -20,9 +20,11 @@ from translate.runtime import autocast_dtype
 @pytest.fixture()
 def flags(monkeypatch):
     """Pretend the CPU has the given feature flags."""
+
     def set_flags(*names: str) -> None:
         monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(names))
         runtime.warn_emulated_bf16.cache_clear()
+
     yield set_flags
     runtime.warn_emulated_bf16.cache_clear()
 
@@ -72,8 +74,9 @@ def test_threads_option_sets_pytorch_threads_and_refuses_zero(capsys):
 
 def test_memory_budget_reaches_the_translator_and_is_checked(tiny_generator_factory, tmp_path, capsys):
     model = tiny_generator_factory("resnet_6blocks", base_channels=4)
-    args = argparse.Namespace(model=str(model), direction="AtoB", device="cpu", precision="fp32", arch=None,
-                              batch_size=1, tile=None, overlap=32, memory_budget=None)
+    args = argparse.Namespace(
+        model=str(model), direction="AtoB", device="cpu", precision="fp32", arch=None, batch_size=1, tile=None, overlap=32, memory_budget=None
+    )
     assert load_translator(args).memory_budget_mb == DEFAULT_MEMORY_BUDGET_MB
     args.memory_budget = 300
     assert load_translator(args).memory_budget_mb == 300
@@ -83,7 +86,6 @@ def test_memory_budget_reaches_the_translator_and_is_checked(tiny_generator_fact
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--memory-budget 10: too small" in err
     assert not (tmp_path / "out.png").exists()
-
 
 
 def _thp_mode() -> str | None:
@@ -99,17 +101,20 @@ def _anon_huge_kb(env: dict[str, str]) -> int:
     import subprocess
     import sys
 
-    code = ("import translate.cli, torch\n"
-            "x = torch.empty(64 << 20, dtype=torch.uint8); x.fill_(1)\n"
-            "print([l for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0].split()[1])")
+    code = (
+        "import translate.cli, torch\n"
+        "x = torch.empty(64 << 20, dtype=torch.uint8); x.fill_(1)\n"
+        "print([l for l in open('/proc/self/smaps_rollup') if l.startswith('AnonHugePages')][0].split()[1])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | env
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return int(proc.stdout.split()[-1])
 
 
-@pytest.mark.skipif(_thp_mode() not in ("always", "madvise") or not os.path.exists("/proc/self/smaps_rollup"),
-                    reason="no transparent huge pages on this kernel")
+@pytest.mark.skipif(
+    _thp_mode() not in ("always", "madvise") or not os.path.exists("/proc/self/smaps_rollup"), reason="no transparent huge pages on this kernel"
+)
 def test_the_cli_gives_large_tensors_huge_pages_unless_the_user_says_no():
     assert _anon_huge_kb({}) >= 32 * 1024  # most of the 64 MB tensor sits in 2 MB pages
     if _thp_mode() == "madvise":  # "always" gives huge pages whatever the allocator asks

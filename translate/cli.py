@@ -30,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"translate.commands.{name}")
         module.add_parser(sub)
         sub.choices[name].add_argument(
-            "--threads", type=int, metavar="N",
-            help="PyTorch compute threads (default: one per core); on a machine busy with other jobs fewer can be much faster")
+            "--threads",
+            type=int,
+            metavar="N",
+            help="PyTorch compute threads (default: one per core); on a machine busy with other jobs fewer can be much faster",
+        )
     return parser
 
 

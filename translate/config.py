@@ -136,9 +136,7 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
     if origin is Literal:
         allowed = get_args(hint)
         if value not in allowed:
-            raise UserError(
-                f"config {key}: {value!r} is not one of {', '.join(map(str, allowed))}"
-            )
+            raise UserError(f"config {key}: {value!r} is not one of {', '.join(map(str, allowed))}")
         return value
     if hint is bool:
         if isinstance(value, bool):
@@ -147,9 +145,7 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise UserError(f"config {key}: {value!r} is not true/false")
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or (
-            isinstance(value, str) and not value.lstrip("-").isdigit()
-        ):
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.lstrip("-").isdigit()):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             raise UserError(f"config {key}: {value!r} is not an integer")
@@ -176,9 +172,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise UserError(
-                f"config {prefix}{key}: unknown key; known keys are {', '.join(sorted(names))}"
-            )
+            raise UserError(f"config {prefix}{key}: unknown key; known keys are {', '.join(sorted(names))}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, f"{prefix}{key}.")
@@ -276,9 +270,7 @@ def _check_path(parts: list[str], key: str) -> None:
             raise UserError(f"--set {key}: {'.'.join(parts[:i])} is not a section")
         hints = get_type_hints(cls)
         if p not in hints:
-            raise UserError(
-                f"--set {key}: unknown key {p!r}; known keys are {', '.join(sorted(hints))}"
-            )
+            raise UserError(f"--set {key}: unknown key {p!r}; known keys are {', '.join(sorted(hints))}")
         cls = hints[p]
     if dataclasses.is_dataclass(cls):
         raise UserError(f"--set {key}: is a section; set one of its keys, e.g. {key}.<name>=…")

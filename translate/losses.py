@@ -6,7 +6,8 @@ is safe under bf16/fp16 autocast (the networks may run in low precision; reducti
 
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -96,9 +97,7 @@ def gradient_penalty(
         A float32 scalar.
     """
     if real.shape != fake.shape:
-        raise ValueError(
-            f"gradient_penalty: real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}"
-        )
+        raise ValueError(f"gradient_penalty: real and fake shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
     if real.dim() < 1 or real.shape[0] == 0:
         raise ValueError(f"gradient_penalty: expected a non-empty batch (B, …), got {tuple(real.shape)}")
     real = real.detach().float()

@@ -59,8 +59,10 @@ def native_bf16(device: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def warn_emulated_bf16() -> None:
     """Say once per process that bf16 on this CPU is emulated (slower than fp32)."""
-    log.warning("--precision bf16: this CPU shows no native bf16 (no AVX512-BF16, AMX or Arm BF16), so PyTorch "
-                "emulates it at a fraction (0.1-0.6x) of the speed of fp32; --precision fp32 is likely faster here")
+    log.warning(
+        "--precision bf16: this CPU shows no native bf16 (no AVX512-BF16, AMX or Arm BF16), so PyTorch "
+        "emulates it at a fraction (0.1-0.6x) of the speed of fp32; --precision fp32 is likely faster here"
+    )
 
 
 def prefer_huge_pages() -> None:

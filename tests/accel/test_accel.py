@@ -39,8 +39,7 @@ def _copies(layer: nn.Module) -> int:
 
 
 def _channels_last(*items):
-    return [t.to(memory_format=torch.channels_last) if isinstance(t, nn.Module)
-            else t.contiguous(memory_format=torch.channels_last) for t in items]
+    return [t.to(memory_format=torch.channels_last) if isinstance(t, nn.Module) else t.contiguous(memory_format=torch.channels_last) for t in items]
 
 
 # ------------------------------------------------------------------------------------------
@@ -48,9 +47,9 @@ def _channels_last(*items):
 
 CONV_CASES = [
     # (in, out, kernel, stride, padding, bias, side, batch): each has >= 256 weights per output pixel
-    (16, 32, 3, 2, 1, True, 6, 1),   # ResNet-style downsampling
+    (16, 32, 3, 2, 1, True, 6, 1),  # ResNet-style downsampling
     (16, 16, 4, 2, 1, False, 2, 2),  # U-Net inner level: a 2x2 map, batch norm (no bias), a batch of 2
-    (8, 32, 7, 1, 0, True, 8, 1),    # a 7x7 stem (reflection padding is its own layer)
+    (8, 32, 7, 1, 0, True, 8, 1),  # a 7x7 stem (reflection padding is its own layer)
 ]
 
 
@@ -73,19 +72,16 @@ def test_packed_conv_equals_the_plain_operator(channels_last, in_ch, out_ch, ker
 
 TRANSPOSED_CASES = [
     # (in, out, kernel, stride, padding, output_padding, bias, side, batch)
-    (64, 32, 4, 2, 1, 0, True, 1, 1),    # U-Net innermost: a 1x1 input
-    (64, 32, 4, 2, 1, 0, False, 2, 2),   # batch norm (no bias), a batch of 2
-    (64, 32, 3, 2, 1, 1, True, 3, 1),    # ResNet upsampling: kernel 3, output_padding 1
+    (64, 32, 4, 2, 1, 0, True, 1, 1),  # U-Net innermost: a 1x1 input
+    (64, 32, 4, 2, 1, 0, False, 2, 2),  # batch norm (no bias), a batch of 2
+    (64, 32, 3, 2, 1, 1, True, 3, 1),  # ResNet upsampling: kernel 3, output_padding 1
 ]
 
 
 @needs_packing
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize(("in_ch", "out_ch", "kernel", "stride", "padding", "output_padding", "bias", "side", "batch"),
-                         TRANSPOSED_CASES)
-def test_packed_transposed_conv_equals_the_plain_operator(
-    channels_last, in_ch, out_ch, kernel, stride, padding, output_padding, bias, side, batch
-):
+@pytest.mark.parametrize(("in_ch", "out_ch", "kernel", "stride", "padding", "output_padding", "bias", "side", "batch"), TRANSPOSED_CASES)
+def test_packed_transposed_conv_equals_the_plain_operator(channels_last, in_ch, out_ch, kernel, stride, padding, output_padding, bias, side, batch):
     torch.manual_seed(0)
     plain = nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, output_padding, bias=bias)
     x = torch.randn(batch, in_ch, side, side)
@@ -221,12 +217,12 @@ def test_a_failing_private_op_warns_once_and_the_layer_stays_plain(monkeypatch, 
 
 TRAINING_CASES = [
     # (layer, in, out, side, batch, autocast): each has >= 4096 weight pairs per pixel
-    ("conv", 64, 64, 2, 1, False),          # U-Net inner level, to a 1x1 map
-    ("conv", 128, 128, 4, 1, False),        # to 2x2
-    ("conv", 128, 64, 2, 2, False),         # a batch of 2
-    ("transposed", 64, 64, 1, 1, False),    # innermost up-convolution
+    ("conv", 64, 64, 2, 1, False),  # U-Net inner level, to a 1x1 map
+    ("conv", 128, 128, 4, 1, False),  # to 2x2
+    ("conv", 128, 64, 2, 2, False),  # a batch of 2
+    ("transposed", 64, 64, 1, 1, False),  # innermost up-convolution
     ("transposed", 128, 128, 2, 1, False),
-    ("conv", 64, 64, 2, 1, True),           # bf16 autocast
+    ("conv", 64, 64, 2, 1, True),  # bf16 autocast
     ("transposed", 128, 64, 1, 1, True),
 ]
 
@@ -255,7 +251,7 @@ def test_training_as_products_equals_the_plain_operator(channels_last, kind, in_
     assert got[0].dtype == expected[0].dtype
     assert _layout(got[0]) == _layout(expected[0])
     tol = {"atol": 3e-2, "rtol": 3e-2} if autocast else {"atol": 1e-4, "rtol": 1e-4}
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=False):
         scale = b.abs().max().item() or 1.0
         torch.testing.assert_close(a.float() / scale, b.float() / scale, **tol)
     assert got[2].stride() == fast.weight.stride()  # gradients in the parameters' layout (fused Adam needs it)

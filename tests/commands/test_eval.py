@@ -122,8 +122,25 @@ def test_fid_and_kid_with_given_weights(folders, weights_file: Path, tmp_path: P
     for name in ("chelsea.png", "rocket.png"):  # two pairs: a 299x299 forward pass costs ~0.2 s of CPU
         (pred / name).unlink(), (target / name).unlink()
     out = tmp_path / "report"
-    code = main(["eval", str(pred), str(target), "--fid", "--kid", "--kid-subset-size", "2", "--kid-subsets", "4",
-                 "--inception-weights", str(weights_file), "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            str(pred),
+            str(target),
+            "--fid",
+            "--kid",
+            "--kid-subset-size",
+            "2",
+            "--kid-subsets",
+            "4",
+            "--inception-weights",
+            str(weights_file),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "FID" in printed and "KID" in printed and "4 subsets of 2" in printed

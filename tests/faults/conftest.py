@@ -24,9 +24,22 @@ RECORD_ENV = "TRANSLATE_RELIABILITY_JSON"
 
 # tiny networks and images: a CPU step takes tens of milliseconds
 TINY = [
-    "--set", "net.generator=resnet_6blocks", "--set", "net.base_channels_g=4", "--set", "net.base_channels_d=4",
-    "--load-size", "36", "--crop-size", "32", "--set", "train.sample_every=0", "--set", "train.log_every=1",
-    "--device", "cpu",
+    "--set",
+    "net.generator=resnet_6blocks",
+    "--set",
+    "net.base_channels_g=4",
+    "--set",
+    "net.base_channels_d=4",
+    "--load-size",
+    "36",
+    "--crop-size",
+    "32",
+    "--set",
+    "train.sample_every=0",
+    "--set",
+    "train.log_every=1",
+    "--device",
+    "cpu",
 ]
 
 TARGET = 6  # steps of the training runs that are compared with a never-stopped reference
@@ -35,8 +48,7 @@ SEED = 7
 
 def train_args(data: Path, run: Path, steps: int = TARGET, *extra: str) -> list[str]:
     """``translate train`` arguments for a tiny run that checkpoints every step."""
-    return ["train", "--data", str(data), "--out", str(run), "--steps", str(steps), "--save-every", "1",
-            "--seed", str(SEED), *TINY, *extra]
+    return ["train", "--data", str(data), "--out", str(run), "--steps", str(steps), "--save-every", "1", "--seed", str(SEED), *TINY, *extra]
 
 
 def metrics_rows(run: Path) -> list[dict]:
@@ -176,8 +188,8 @@ def tiny_unpaired(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ``resnet_6blocks`` (ngf 4) generator file."""
     from translate.config import NetConfig
-    from translate.nets import build_generator
     from translate.formats import save_generator
+    from translate.nets import build_generator
 
     cfg = NetConfig(generator="resnet_6blocks", base_channels_g=4)
     torch.manual_seed(0)

@@ -121,7 +121,7 @@ def _cases() -> list[tuple[Case, bytes | None]]:
     rgb = photo()
     png, jpeg = encode(rgb, "PNG"), encode(rgb, "JPEG", quality=90)
     rgba = np.dstack([rgb, np.linspace(0, 255, rgb.shape[1], dtype=np.uint8)[None, :].repeat(rgb.shape[0], 0)])
-    gray16 = (photo("coffee")[:, :, 0].astype(np.uint16) * 257)
+    gray16 = photo("coffee")[:, :, 0].astype(np.uint16) * 257
     ok = (32, 24)
     return [
         (Case("good_astronaut.jpg", "ordinary JPEG", "translated", "used", out_size=ok), encode(photo("astronaut"), "JPEG", quality=90)),
@@ -142,13 +142,28 @@ def _cases() -> list[tuple[Case, bytes | None]]:
         (Case("animated.gif", "animated GIF (not a supported extension)", "ignored", "ignored"), _animated("GIF")),
         (Case("animated.webp", "animated WebP (first frame used)", "translated", "used", out_size=ok), _animated("WEBP")),
         (Case("one_pixel.png", "1x1 image", "translated", "used", out_size=(1, 1), apply_bug=TINY_BUG), encode(rgb[:1, :1], "PNG")),
-        (Case("thin_1x300.png", "1x300 image", "translated", "used", out_size=(1, 300), apply_bug=TINY_BUG),
-         encode(np.ascontiguousarray(cv2.resize(rgb, (1, 300))), "PNG")),
-        (Case("bomb.png", "PNG header declaring 100000x100000", "failed", "skipped", ("larger than", "more than the limit")), png_header_only(100_000, 100_000)),
-        (Case("bomb_17k.png", "PNG header declaring 17000x17000 (just over the limit, would fit in RAM)", "failed", "skipped",
-              ("declares 17000x17000",)), png_header_only(17_000, 17_000)),
-        (Case("bomb.jpg", "JPEG frame header declaring 65500x65500", "failed", "skipped", ("larger than", "more than the limit")),
-         jpeg_declaring(65_500, 65_500)),
+        (
+            Case("thin_1x300.png", "1x300 image", "translated", "used", out_size=(1, 300), apply_bug=TINY_BUG),
+            encode(np.ascontiguousarray(cv2.resize(rgb, (1, 300))), "PNG"),
+        ),
+        (
+            Case("bomb.png", "PNG header declaring 100000x100000", "failed", "skipped", ("larger than", "more than the limit")),
+            png_header_only(100_000, 100_000),
+        ),
+        (
+            Case(
+                "bomb_17k.png",
+                "PNG header declaring 17000x17000 (just over the limit, would fit in RAM)",
+                "failed",
+                "skipped",
+                ("declares 17000x17000",),
+            ),
+            png_header_only(17_000, 17_000),
+        ),
+        (
+            Case("bomb.jpg", "JPEG frame header declaring 65500x65500", "failed", "skipped", ("larger than", "more than the limit")),
+            jpeg_declaring(65_500, 65_500),
+        ),
         (Case("notes.txt", "text file", "ignored", "ignored"), b"not an image\n"),
         (Case("text_named.jpg", "text under a .jpg name", "failed", "skipped", ("not a readable image",)), b"hello, I am not a JPEG\n" * 20),
         (Case("with space.png", "name with spaces", "translated", "used", out_size=ok), png),
@@ -156,8 +171,7 @@ def _cases() -> list[tuple[Case, bytes | None]]:
         (Case("-rf.png", "name with a leading dash", "translated", "used", out_size=ok), png),
         (Case("sub/nested.png", "image in a subfolder", "translated", "used", out_size=ok), png),
         (Case("dangling.png", "symlink to a missing file", "failed", "skipped", ("not found",)), None),
-        (Case("self_loop.png", "symlink pointing at itself", "failed", "skipped", ("symbolic links", "not found"),
-              apply_bug=LOOP_BUG), None),
+        (Case("self_loop.png", "symlink pointing at itself", "failed", "skipped", ("symbolic links", "not found"), apply_bug=LOOP_BUG), None),
         (Case("loop", "folder symlink back to the corpus (a loop)", "ignored", "ignored"), None),
     ]
 

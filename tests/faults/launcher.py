@@ -147,7 +147,12 @@ class Zygote:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from tests.faults.launcher import serve; serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, env=env, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+            env=env,
+            text=True,
+            bufsize=1,
         )
         self._ready = False
 
@@ -168,8 +173,7 @@ class Zygote:
         self.count += 1
         stdout = self.logs / f"child{self.count}.out"
         stderr = self.logs / f"child{self.count}.err"
-        reply = self._ask({"spawn": [str(a) for a in argv], "stdout": str(stdout), "stderr": str(stderr),
-                           "cwd": str(cwd or REPO)})
+        reply = self._ask({"spawn": [str(a) for a in argv], "stdout": str(stdout), "stderr": str(stderr), "cwd": str(cwd or REPO)})
         return Child(reply["pid"], stdout, stderr, time.monotonic())
 
     def wait(self, child: Child, timeout: float = 120) -> int:

@@ -75,8 +75,7 @@ def test_apply_continues_past_every_bad_file(generator_file, tmp_path, capsys, c
         outcome = check_apply_case(case, root, out, failed)
         if not case.name.startswith("good_"):  # the good files are controls, not bad inputs
             reliability.bad_input(f"{case.what} (`{case.name}`)", "`translate apply` on a folder", outcome)
-    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        c.name for c in cases if c.apply == "translated"}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {c.name for c in cases if c.apply == "translated"}
     assert digest_tree(root) == before  # no input modified
 
 
@@ -87,8 +86,7 @@ def test_training_skips_unreadable_files_and_names_them(tiny_unpaired, tmp_path,
     before = digest_tree(data)
     # one epoch: every readable-looking file of A is loaded once (batch 1, shuffled)
     steps = sum(c.train == "used" for c in cases) + 1  # + truncated.png, whose header is fine
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", str(steps),
-                 "--save-every", "1000", *TINY])
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", str(steps), "--save-every", "1000", *TINY])
     assert code == 0
     warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping unreadable image")]
     for case in cases:
@@ -120,8 +118,12 @@ def test_single_files_with_awkward_names(generator_file, tmp_path, monkeypatch, 
     for name in ("-out.png", "--out.png", "out put.png", "出力.png"):
         assert output_size(tmp_path / name) == (32, 24)
     assert Path("-rf.png").read_bytes() == png
-    reliability.bad_input("single files named `-rf.png`, `--help.png`, with spaces, unicode", "`translate apply FILE OUT`",
-                          "translated (after `--` or with `./`); inputs untouched", count=4)
+    reliability.bad_input(
+        "single files named `-rf.png`, `--help.png`, with spaces, unicode",
+        "`translate apply FILE OUT`",
+        "translated (after `--` or with `./`); inputs untouched",
+        count=4,
+    )
 
 
 def test_decompression_bombs_are_refused_before_allocating(zygote, generator_file, tmp_path, reliability) -> None:
@@ -141,10 +143,12 @@ def test_decompression_bombs_are_refused_before_allocating(zygote, generator_fil
     assert f"{bombs / 'bomb.png'}: image is larger than" in err
     grew_mb = (bombed.maxrss_kb - control.maxrss_kb) / 1024
     assert grew_mb < 100, f"peak memory grew by {grew_mb:.0f} MB"
-    reliability.bad_input("decompression bombs: PNG headers declaring 17000x17000 and 100000x100000",
-                          "`translate apply`", f"refused from the header, file named; peak memory +{max(grew_mb, 0):.0f} MB",
-                          count=2)
-
+    reliability.bad_input(
+        "decompression bombs: PNG headers declaring 17000x17000 and 100000x100000",
+        "`translate apply`",
+        f"refused from the header, file named; peak memory +{max(grew_mb, 0):.0f} MB",
+        count=2,
+    )
 
 
 @pytest.mark.parametrize("layout", ["unmatched names", "pair sizes differ", "empty domain"])
@@ -168,19 +172,26 @@ def test_training_refuses_bad_layouts(layout, tiny_unpaired, tmp_path, capsys, r
     assert all(word in line for word in words), line
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert digest_tree(data) == before
-    reliability.bad_input(f"{model} data: {layout}", "`translate train`", "refused before training: " + line[len("error: "):])
+    reliability.bad_input(f"{model} data: {layout}", "`translate train`", "refused before training: " + line[len("error: ") :])
 
 
 # ---------------------------------------------------------------------------- video
 
 
-@pytest.mark.parametrize("kind", ["no video stream", "index cut off", "cut short (playable start)", "odd dimensions",
-                                  "text named .mp4"])
+@pytest.mark.parametrize("kind", ["no video stream", "index cut off", "cut short (playable start)", "odd dimensions", "text named .mp4"])
 def test_bad_videos(kind, generator_file, tmp_path, capsys, caplog, reliability) -> None:
     from tests.media import make_audio_only, make_clip, read_clip, truncate_file
 
-    src = tmp_path / {"no video stream": "voice.m4a", "index cut off": "cut.mp4", "cut short (playable start)": "cut.mp4",
-                      "odd dimensions": "odd.mkv", "text named .mp4": "notes.mp4"}[kind]
+    src = (
+        tmp_path
+        / {
+            "no video stream": "voice.m4a",
+            "index cut off": "cut.mp4",
+            "cut short (playable start)": "cut.mp4",
+            "odd dimensions": "odd.mkv",
+            "text named .mp4": "notes.mp4",
+        }[kind]
+    )
     if kind == "no video stream":
         make_audio_only(src)
     elif kind == "index cut off":  # mp4 writes its index last: a copy cut short has none

@@ -37,7 +37,6 @@ class CarriesCode:
         return (open, (self.marker, "w"))
 
 
-
 @pytest.fixture()
 def photos(tmp_path: Path) -> Path:
     from .corpus import encode, photo
@@ -64,7 +63,9 @@ def _state_dict_inside(path: Path, marker: Path) -> None:
 
 
 PICKLES: dict[str, Callable[[Path, Path], None]] = {
-    "evil.pth (torch.save)": _torch_save, "evil.pt (plain pickle)": _raw_pickle, "evil.ckpt (code beside a state dict)": _state_dict_inside,
+    "evil.pth (torch.save)": _torch_save,
+    "evil.pt (plain pickle)": _raw_pickle,
+    "evil.ckpt (code beside a state dict)": _state_dict_inside,
 }
 
 
@@ -94,8 +95,7 @@ def test_pickle_that_carries_code_is_refused(kind, command, photos, tiny_unpaire
     assert code == 2 and str(named) in line
     assert not marker.exists(), "unpickling ran code"
     assert not (tmp_path / "out").exists() and not (tmp_path / "new" / "checkpoints").exists()
-    reliability.bad_input(f"pickle that runs code on load: {kind}", f"`translate {command}`",
-                          "refused, code not run: " + line.split(": ", 2)[-1])
+    reliability.bad_input(f"pickle that runs code on load: {kind}", f"`translate {command}`", "refused, code not run: " + line.split(": ", 2)[-1])
 
 
 # ---------------------------------------------------------------------------- tampered files
@@ -135,8 +135,20 @@ STATE_BUG = ""  # fixed: --resume checks the training state and names state.safe
 # name -> (file to tamper, metadata change, tensor change, words expected, known bug)
 TAMPERING = {
     "run_config not JSON": ("model", {"run_config": "{not json"}, None, ["not valid json"], NAMING_BUG),
-    "run_config names a generator 'os.system'": ("model", {"run_config": lambda r: _run_config(r, lambda d: d["net"].update(generator="os.system"))}, None, ["os.system"], NAMING_BUG),
-    "run_config with an extra key": ("model", {"run_config": lambda r: _run_config(r, lambda d: d.update(__import__="os"))}, None, ["unknown key"], NAMING_BUG),
+    "run_config names a generator 'os.system'": (
+        "model",
+        {"run_config": lambda r: _run_config(r, lambda d: d["net"].update(generator="os.system"))},
+        None,
+        ["os.system"],
+        NAMING_BUG,
+    ),
+    "run_config with an extra key": (
+        "model",
+        {"run_config": lambda r: _run_config(r, lambda d: d.update(__import__="os"))},
+        None,
+        ["unknown key"],
+        NAMING_BUG,
+    ),
     "run_config model 'os'": ("model", {"run_config": lambda r: _run_config(r, lambda d: d.update(model="os"))}, None, ["'os'"], NAMING_BUG),
     "format is not translate's": ("model", {"format": "pickle"}, None, ["not a translate"], ""),
     "format version from the future": ("model", {"version": "99"}, None, ["version"], ""),
@@ -146,7 +158,13 @@ TAMPERING = {
     "weight missing": ("model", None, lambda v: {k: t for k, t in v.items() if k != _first_conv(v)}, ["missing"], ""),
     "unexpected extra tensor": ("model", None, lambda v: {**v, "gen_ab.evil": torch.zeros(1)}, ["unexpected"], ""),
     "state counters malformed": ("state", {"counters": '{"step": "x"}'}, None, ["malformed"], ""),
-    "state names a missing tensor": ("state", None, lambda v: {k: t for k, t in v.items() if not k.startswith("opt_g.state.0.")}, ["missing tensor"], NAMING_BUG),
+    "state names a missing tensor": (
+        "state",
+        None,
+        lambda v: {k: t for k, t in v.items() if not k.startswith("opt_g.state.0.")},
+        ["missing tensor"],
+        NAMING_BUG,
+    ),
     "state without optimizer entries": ("state", {"state": '{"__dict__": []}'}, None, ["state"], STATE_BUG),
     "scheduler state of the wrong type": ("state", {"state": lambda r: _state(r, "sched_g", [1, 2])}, None, ["state"], STATE_BUG),
 }
@@ -212,8 +230,11 @@ def test_latest_pointer_cannot_choose_a_path(tiny_run, photos, tmp_path, capsys,
     (run / "checkpoints" / "latest").write_text("../../elsewhere/step_0000009\n")
     code = main(["apply", "--model", str(run), "--device", "cpu", str(photos), str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err  # the tampered checkpoint elsewhere would have failed
-    reliability.bad_input("`latest` pointer naming a path outside the run", "`translate apply --model RUN`",
-                          "ignored; the newest complete checkpoint of the run was used")
+    reliability.bad_input(
+        "`latest` pointer naming a path outside the run",
+        "`translate apply --model RUN`",
+        "ignored; the newest complete checkpoint of the run was used",
+    )
 
 
 # ---------------------------------------------------------------------------- generator files
@@ -225,8 +246,7 @@ def generator_file(path: Path, net: dict | str, tensors: Callable[[dict], dict] 
     cfg = NetConfig(generator="resnet_6blocks", base_channels_g=4)
     values = {k: v.contiguous() for k, v in build_generator(cfg).state_dict().items()}
     text = net if isinstance(net, str) else json.dumps({**to_dict(cfg), **net})
-    save_file(tensors(values) if tensors else values, str(path),
-              metadata={"format": "translate.generator", "version": "1", "net_config": text})
+    save_file(tensors(values) if tensors else values, str(path), metadata={"format": "translate.generator", "version": "1", "net_config": text})
     return path
 
 
@@ -234,7 +254,11 @@ SIZE_BUG = ""  # fixed: channel counts are bounded and shapes checked on the met
 
 GENERATOR_CASES = {
     "generator named 'os.system'": ({"generator": "os.system"}, ["os.system"], NAMING_BUG),
-    "generator named 'translate.nets.generators.ResnetGenerator'": ({"generator": "translate.nets.generators.ResnetGenerator"}, ["unknown generator"], NAMING_BUG),
+    "generator named 'translate.nets.generators.ResnetGenerator'": (
+        {"generator": "translate.nets.generators.ResnetGenerator"},
+        ["unknown generator"],
+        NAMING_BUG,
+    ),
     "extra key '__class__'": ({"__class__": "os.system"}, ["unknown key"], NAMING_BUG),
     "norm \"__import__('os')\"": ({"norm": "__import__('os')"}, ["norm"], NAMING_BUG),
     "net_config that is a list": ("[1, 2]", ["expected a mapping"], NAMING_BUG),
@@ -293,12 +317,15 @@ def test_package_source_has_no_code_loading(reliability) -> None:
                 problems.append(f"{rel}:{number}: pickle used for more than its error type: {line.strip()}")
         # every torch.load call must pass weights_only=True
         for match in re.finditer(r"torch\.load\(", source):
-            call = source[match.start(): source.find(")", match.start()) + 1]
+            call = source[match.start() : source.find(")", match.start()) + 1]
             if not _in_docstring(source, source.count("\n", 0, match.start()) + 1) and "weights_only=True" not in call:
                 problems.append(f"{rel}: torch.load without weights_only=True: {call}")
     assert not problems, "\n".join(problems)
-    reliability.bad_input("source audit: pickle.load, torch.load without weights_only=True, eval/exec, __import__, "
-                          "yaml.load, allow_pickle, shell", "`translate/**/*.py`", "none found")
+    reliability.bad_input(
+        "source audit: pickle.load, torch.load without weights_only=True, eval/exec, __import__, yaml.load, allow_pickle, shell",
+        "`translate/**/*.py`",
+        "none found",
+    )
 
 
 def _in_docstring(source: str, line_number: int) -> bool:

@@ -23,7 +23,6 @@ from translate.train.checkpoint import load_checkpoint
 
 from .conftest import metrics_rows, one_error_line, train_args
 
-
 # ---------------------------------------------------------------------------- full disk
 
 
@@ -81,8 +80,12 @@ def _read_only(monkeypatch) -> None:
     monkeypatch.setattr(Path, "mkdir", mkdir)
 
 
-SAVE_FAULTS = {"weights file": _fail_weights_file, "rename into place": _fail_rename, "latest pointer": _fail_pointer,
-               "run directory read-only": _read_only}
+SAVE_FAULTS = {
+    "weights file": _fail_weights_file,
+    "rename into place": _fail_rename,
+    "latest pointer": _fail_pointer,
+    "run directory read-only": _read_only,
+}
 
 
 @pytest.mark.parametrize("where", list(SAVE_FAULTS))
@@ -105,8 +108,9 @@ def test_full_disk_during_checkpoint_save(where, tiny_unpaired, tmp_path, monkey
     assert main(["train", "--resume", str(run)]) == 0
     assert load_checkpoint(run).counters.step == 4
     what = "run directory read-only (EROFS)" if where == "run directory read-only" else f"disk full (ENOSPC) while saving: {where}"
-    reliability.fault(what, "`translate train`",
-                      "one `error:` line, exit 2, previous checkpoint intact and loadable, no steps after it; resume works")
+    reliability.fault(
+        what, "`translate train`", "one `error:` line, exit 2, previous checkpoint intact and loadable, no steps after it; resume works"
+    )
 
 
 def _fail_metrics(monkeypatch) -> None:
@@ -138,8 +142,9 @@ def test_full_disk_while_logging(where, tiny_unpaired, tmp_path, monkeypatch, ca
     try:
         code = main(train_args(tiny_unpaired, run, 3, "--set", "train.sample_every=1"))
     finally:
-        reliability.fault(f"disk full (ENOSPC) while writing {where}", "`translate train`",
-                          "must stop with one `error:` line (exit 2), last checkpoint intact")
+        reliability.fault(
+            f"disk full (ENOSPC) while writing {where}", "`translate train`", "must stop with one `error:` line (exit 2), last checkpoint intact"
+        )
     err = capsys.readouterr().err
     assert code == 2, err
     one_error_line(err)
@@ -166,13 +171,16 @@ def _nan_objective(monkeypatch, bad_steps: set[int]) -> None:
 
         return (cycle_a, *rest)
 
-    monkeypatch.setitem(loop_module.OBJECTIVES, "cyclegan",
-                        dataclasses.replace(original, generator_parts=generator_parts))
+    monkeypatch.setitem(loop_module.OBJECTIVES, "cyclegan", dataclasses.replace(original, generator_parts=generator_parts))
 
 
 def all_checkpoints_finite(run: Path) -> bool:
-    return all(torch.isfinite(v).all() for ckpt in list_checkpoints(run / "checkpoints")
-               for v in load_file(str(ckpt / "model.safetensors")).values() if v.is_floating_point())
+    return all(
+        torch.isfinite(v).all()
+        for ckpt in list_checkpoints(run / "checkpoints")
+        for v in load_file(str(ckpt / "model.safetensors")).values()
+        if v.is_floating_point()
+    )
 
 
 def test_one_nan_step_is_skipped_and_logged(tiny_unpaired, tmp_path, monkeypatch, caplog, reliability) -> None:
@@ -185,8 +193,9 @@ def test_one_nan_step_is_skipped_and_logged(tiny_unpaired, tmp_path, monkeypatch
     before, after = (load_file(str(run / "checkpoints" / f"step_{s:07d}" / "model.safetensors")) for s in (2, 3))
     assert all(torch.equal(before[k], after[k]) for k in before)  # step 3 changed no weight
     assert load_checkpoint(run).counters.step == 4 and all_checkpoints_finite(run)
-    reliability.fault("NaN loss at one step", "`translate train`",
-                      "update skipped (weights unchanged), logged in metrics.jsonl with its step; training went on")
+    reliability.fault(
+        "NaN loss at one step", "`translate train`", "update skipped (weights unchanged), logged in metrics.jsonl with its step; training went on"
+    )
 
 
 def test_repeated_nan_stops_with_a_clear_message(tiny_unpaired, tmp_path, monkeypatch, capsys, reliability) -> None:
@@ -201,8 +210,11 @@ def test_repeated_nan_stops_with_a_clear_message(tiny_unpaired, tmp_path, monkey
     assert events == list(range(2, 12))
     assert max(r["step"] for r in metrics_rows(run)) == 11  # stopped there
     assert all_checkpoints_finite(run)
-    reliability.fault("NaN loss at every step from step 2", "`translate train`",
-                      "10 skipped steps logged, then `error: training diverged …` (exit 2); no non-finite checkpoint")
+    reliability.fault(
+        "NaN loss at every step from step 2",
+        "`translate train`",
+        "10 skipped steps logged, then `error: training diverged …` (exit 2); no non-finite checkpoint",
+    )
 
 
 def test_diverging_learning_rate_stops_cleanly(tiny_unpaired, tmp_path, capsys, reliability) -> None:
@@ -212,8 +224,11 @@ def test_diverging_learning_rate_stops_cleanly(tiny_unpaired, tmp_path, capsys, 
     assert code == 2
     assert "training diverged" in one_error_line(err)
     assert list_checkpoints(run / "checkpoints") and all_checkpoints_finite(run)
-    reliability.fault("a config that diverges (train.lr=1e30)", "`translate train`",
-                      "non-finite steps skipped, then a clear stop (exit 2); no non-finite checkpoint")
+    reliability.fault(
+        "a config that diverges (train.lr=1e30)",
+        "`translate train`",
+        "non-finite steps skipped, then a clear stop (exit 2); no non-finite checkpoint",
+    )
 
 
 def test_non_finite_weights_after_an_update_stop_cleanly(tiny_unpaired, tmp_path, monkeypatch, capsys, reliability) -> None:
@@ -233,8 +248,9 @@ def test_non_finite_weights_after_an_update_stop_cleanly(tiny_unpaired, tmp_path
     finally:
         # the guarantee that holds today: nothing non-finite reaches the disk
         assert all_checkpoints_finite(run)
-        reliability.fault("weights overflow to inf after an update", "`translate train`",
-                          "no non-finite checkpoint written; must stop with one `error:` line")
+        reliability.fault(
+            "weights overflow to inf after an update", "`translate train`", "no non-finite checkpoint written; must stop with one `error:` line"
+        )
     err = capsys.readouterr().err
     assert code == 2
     one_error_line(err)
@@ -270,5 +286,8 @@ def test_training_image_deleted_mid_run_is_skipped(tiny_unpaired, tmp_path, monk
     assert main(train_args(data, tmp_path / "run", 6, "--set", "train.save_every=100")) == 0
     warnings = [r.getMessage() for r in caplog.records if "skipping unreadable image" in r.getMessage()]
     assert len(warnings) == 1 and str(victim) in warnings[0] and "not found" in warnings[0]
-    reliability.fault("a training image deleted after the dataset was listed", "`translate train`",
-                      "one warning naming the file; the next image used instead; training completed")
+    reliability.fault(
+        "a training image deleted after the dataset was listed",
+        "`translate train`",
+        "one warning naming the file; the next image used instead; training completed",
+    )

@@ -26,8 +26,10 @@ from .conftest import TARGET, metrics_rows, train_args
 
 
 def tensors_of(ckpt: Path) -> dict[str, torch.Tensor]:
-    return {**{f"model/{k}": v for k, v in load_file(str(ckpt / "model.safetensors")).items()},
-            **{f"state/{k}": v for k, v in load_file(str(ckpt / "state.safetensors")).items()}}
+    return {
+        **{f"model/{k}": v for k, v in load_file(str(ckpt / "model.safetensors")).items()},
+        **{f"state/{k}": v for k, v in load_file(str(ckpt / "state.safetensors")).items()},
+    }
 
 
 def assert_same_as_reference(run: Path, reference: dict[str, torch.Tensor]) -> None:
@@ -77,8 +79,14 @@ def check_stopped_run(run: Path, code: int, err: str, signum: int) -> int:
 def test_sigterm_real_process_checkpoints_and_resumes_exactly(zygote, reference, tiny_unpaired, tmp_path, reliability) -> None:
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # as the zygote's children
-    proc = subprocess.Popen([sys.executable, "-m", "translate", *train_args(tiny_unpaired, run)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "translate", *train_args(tiny_unpaired, run)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # signal early: even a test process stalled by a busy machine then stops it before its end
         wait_for_rows(run, 1, lambda: proc.poll() is None)
@@ -93,8 +101,11 @@ def test_sigterm_real_process_checkpoints_and_resumes_exactly(zygote, reference,
     assert resumed.status == 0, resumed.err()
     assert f"at step {step} " in resumed.err()
     assert_same_as_reference(run, reference[0])
-    reliability.fault("SIGTERM mid-training", "`python -m translate train`",
-                      f"exit 143 at step {step}, checkpoint of that step, `--resume` hint; resumed run bit-identical")
+    reliability.fault(
+        "SIGTERM mid-training",
+        "`python -m translate train`",
+        f"exit 143 at step {step}, checkpoint of that step, `--resume` hint; resumed run bit-identical",
+    )
 
 
 def test_sigint_checkpoints_and_resumes_exactly(zygote, reference, tiny_unpaired, tmp_path, reliability) -> None:
@@ -106,8 +117,11 @@ def test_sigint_checkpoints_and_resumes_exactly(zygote, reference, tiny_unpaired
     resumed = zygote.run(["train", "--resume", str(run)])
     assert resumed.status == 0, resumed.err()
     assert_same_as_reference(run, reference[0])
-    reliability.fault("SIGINT (Ctrl-C) mid-training", "`translate train`",
-                      f"exit 130 at step {step}, checkpoint of that step, `--resume` hint; resumed run bit-identical")
+    reliability.fault(
+        "SIGINT (Ctrl-C) mid-training",
+        "`translate train`",
+        f"exit 130 at step {step}, checkpoint of that step, `--resume` hint; resumed run bit-identical",
+    )
 
 
 def test_second_sigint_stops_at_once_without_a_partial_checkpoint(zygote, reference, tiny_unpaired, tmp_path, reliability) -> None:
@@ -127,8 +141,7 @@ def test_second_sigint_stops_at_once_without_a_partial_checkpoint(zygote, refere
     resumed = zygote.run(["train", "--resume", str(run)] if complete else train_args(tiny_unpaired, run))
     assert resumed.status == 0, resumed.err()
     assert_same_as_reference(run, reference[0])
-    reliability.fault("two SIGINTs in a row", "`translate train`",
-                      "exit 130 at once; every checkpoint on disk complete; resumed run bit-identical")
+    reliability.fault("two SIGINTs in a row", "`translate train`", "exit 130 at once; every checkpoint on disk complete; resumed run bit-identical")
 
 
 # ---------------------------------------------------------------------------- SIGKILL
@@ -201,7 +214,8 @@ def test_sigkill_at_random_moments_then_resume_is_exact(zygote, reference, tiny_
         "`translate train --save-every 1`",
         "no `.tmp-` folder taken as a checkpoint; every `step_` folder complete; `--resume` reached the "
         "target with weights and optimizer state bit-identical to a never-killed run",
-        checkpoints_lost=lost, count=kills,
+        checkpoints_lost=lost,
+        count=kills,
     )
 
 

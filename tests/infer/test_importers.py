@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from translate.errors import UserError
+from translate.formats import load_weights
 from translate.infer.importers import read_reference_generator
 from translate.infer.translator import Translator
 from translate.nets import build_generator
-from translate.formats import load_weights
 
 # ----------------------------------------------------------------------------------------
 # A reference-style module tree: the module order and Sequential indices of
@@ -132,9 +132,7 @@ def check_same_outputs(path: Path, ref: nn.Module, image: torch.Tensor, arch: st
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("n_blocks", "norm", "dropout"), [(6, "instance", False), (9, "batch", True), (6, "none", False)]
-)
+@pytest.mark.parametrize(("n_blocks", "norm", "dropout"), [(6, "instance", False), (9, "batch", True), (6, "none", False)])
 def test_resnet_reference_layout_loads_and_matches(tmp_path, photo, n_blocks, norm, dropout):
     ref = randomise(RefResnetGenerator(3, 1, 4, norm, n_blocks, dropout=dropout))
     path = tmp_path / "latest_net_G_A.pth"

@@ -43,9 +43,7 @@ def translator_for(generator: str, norm: str = "instance", base_channels: int = 
         ("unet_128", 4, (256, 384), 256, 128, "rocket", 3.0),
     ],
 )
-def test_tiled_matches_untiled_and_naive_tiling_does_not(
-    photo, generator, base_channels, size, tile, overlap, photo_name, naive_gap_db
-):
+def test_tiled_matches_untiled_and_naive_tiling_does_not(photo, generator, base_channels, size, tile, overlap, photo_name, naive_gap_db):
     translator = translator_for(generator, base_channels=base_channels)
     image = photo(*size, photo_name)
     untiled = translator.translate_batch(image)
@@ -144,7 +142,9 @@ def test_memory_estimate_and_tile_choice():
     assert (choose_tile(unet), tiling.tile_overlap(unet)) == (512, 256)  # both rounded to 256-px steps
 
 
-@pytest.mark.parametrize(("size", "tile", "overlap", "multiple"), [(4096, 1652, 32, 4), (1000, 300, 32, 4), (257, 96, 16, 4), (1024, 512, 256, 256), (64, 96, 16, 4)])
+@pytest.mark.parametrize(
+    ("size", "tile", "overlap", "multiple"), [(4096, 1652, 32, 4), (1000, 300, 32, 4), (257, 96, 16, 4), (1024, 512, 256, 256), (64, 96, 16, 4)]
+)
 def test_tiles_share_each_axis_evenly(size, tile, overlap, multiple):
     length, starts = tiling.axis_layout(size, tile, overlap, multiple)
     if size <= tile:
@@ -153,12 +153,12 @@ def test_tiles_share_each_axis_evenly(size, tile, overlap, multiple):
     count = math.ceil((size - overlap) / (tile - overlap))  # as few tiles as the largest tile allows
     assert len(starts) == count and length <= tile and length % multiple == 0
     assert starts[0] == 0 and starts[-1] + length == size  # the axis is covered
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert all(length - gap >= overlap for gap in gaps)  # neighbours overlap by at least `overlap`
     # ... and not by much more: at most one multiple of slack per tile beyond the requested overlap
     assert count * length - (count - 1) * overlap - size < count * multiple
     # the flush layout (full tiles, the last one against the edge) computes more pixels
-    assert count * length <= len(tiling._starts(size, tile, overlap)) * tile
+    assert count * length <= len(tiling.tile_starts(size, tile, overlap)) * tile
 
 
 def test_automatic_tiles_leave_room_for_the_full_resolution_buffers():
@@ -216,6 +216,7 @@ def test_normal_sizes_are_not_padded_beyond_the_networks_multiple() -> None:
             expected = net(x).clamp(-1, 1)
         got = Translator.from_module(net, cfg).translate_batch(x)
         assert torch.allclose(got, expected, atol=1e-5), generator
-    tiny = Translator.from_module(build_generator(NetConfig(generator="resnet_6blocks", base_channels_g=4)),
-                                  NetConfig(generator="resnet_6blocks", base_channels_g=4))
+    tiny = Translator.from_module(
+        build_generator(NetConfig(generator="resnet_6blocks", base_channels_g=4)), NetConfig(generator="resnet_6blocks", base_channels_g=4)
+    )
     assert tiny.translate_batch(torch.zeros(1, 3, 1, 1)).shape == (1, 3, 1, 1)  # still padded up to 8 px

@@ -60,9 +60,7 @@ def test_state_dict_layout_matches_reference() -> None:
         ("pixel", 3, 32, 48, (32, 48)),
     ],
 )
-def test_output_shape_and_gradients(
-    name: str, n_layers: int, height: int, width: int, out_hw: tuple[int, int]
-) -> None:
+def test_output_shape_and_gradients(name: str, n_layers: int, height: int, width: int, out_hw: tuple[int, int]) -> None:
     torch.manual_seed(0)
     net = build_discriminator(tiny(name, n_layers_d=n_layers), 6)
     logits = net(torch.rand(2, 6, height, width) * 2 - 1)

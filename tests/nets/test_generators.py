@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from translate.config import NetConfig
-from translate.nets import build_generator
-from translate.nets import generators
+from translate.nets import build_generator, generators
 from translate.nets.generators import ResnetGenerator, UnetGenerator, unet_generator
 
 # (name, side) at the smallest side each one accepts, plus larger ones where cheap.

@@ -61,7 +61,6 @@ def test_affine_instance_norm_has_scale_and_shift() -> None:
 
 
 def _grads_of(norm: nn.Module, x: torch.Tensor, upstream: torch.Tensor, *, fast: bool):
-    from translate.nets import layers
 
     x = x.detach().requires_grad_(True)
     params = [p for p in norm.parameters()]
@@ -92,12 +91,13 @@ def test_channels_last_backward_equals_plain_group_norm(affine, dtype, chunk, mo
     plain = _grads_of(norm, x, upstream, fast=False)
     assert fast[0].dtype == dtype and fast[1].is_contiguous(memory_format=torch.channels_last)
     tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
-    for a, b in zip(fast, plain):
+    for a, b in zip(fast, plain, strict=False):
         torch.testing.assert_close(a.float(), b.float(), atol=tol, rtol=tol)
     # and against the exact gradient in float64
     x64 = x.double().requires_grad_(True)
-    exact = torch.autograd.grad(F.group_norm(x64, 16, None if not affine else norm.weight.double(),
-                                             None if not affine else norm.bias.double()), x64, upstream.double())[0]
+    exact = torch.autograd.grad(
+        F.group_norm(x64, 16, None if not affine else norm.weight.double(), None if not affine else norm.bias.double()), x64, upstream.double()
+    )[0]
     assert (fast[1].double() - exact).abs().max() <= 0.05 * exact.abs().max()
 
 

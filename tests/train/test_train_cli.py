@@ -24,8 +24,24 @@ def weights_of(ckpt_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_cyclegan_run_writes_checkpoint_samples_metrics(unpaired_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code = main(["train", "--model", "cyclegan", "--data", str(unpaired_data), "--out", str(run),
-                 "--steps", "3", "--save-every", "2", "--seed", "1", *TINY_CYCLEGAN])
+    code = main(
+        [
+            "train",
+            "--model",
+            "cyclegan",
+            "--data",
+            str(unpaired_data),
+            "--out",
+            str(run),
+            "--steps",
+            "3",
+            "--save-every",
+            "2",
+            "--seed",
+            "1",
+            *TINY_CYCLEGAN,
+        ]
+    )
     assert code == 0
     ckpts = list_checkpoints(run / "checkpoints")
     assert [p.name for p in ckpts] == ["step_0000002", "step_0000003"]
@@ -46,8 +62,7 @@ def test_cyclegan_run_writes_checkpoint_samples_metrics(unpaired_data: Path, tmp
 
 def test_pix2pix_run(paired_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "p2p"
-    code = main(["train", "--model", "pix2pix", "--data", str(paired_data), "--out", str(run),
-                 "--steps", "2", "--direction", "AtoB", *TINY_PIX2PIX])
+    code = main(["train", "--model", "pix2pix", "--data", str(paired_data), "--out", str(run), "--steps", "2", "--direction", "AtoB", *TINY_PIX2PIX])
     assert code == 0
     loaded = load_checkpoint(run)
     assert set(loaded.weights) == {"gen_ab", "disc_b"}
@@ -97,16 +112,34 @@ def test_finetune_from_run_and_from_generator_file(unpaired_data: Path, paired_d
     src = load_checkpoint(source)
     # lr 0: weights after one step must equal the source's exactly, proving they were loaded
     ft = tmp_path / "ft"
-    assert main(["train", "--data", str(unpaired_data), "--out", str(ft), "--init-from", str(source),
-                 "--steps", "1", "--set", "train.lr=0", "--set", "train.sample_every=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(unpaired_data),
+                "--out",
+                str(ft),
+                "--init-from",
+                str(source),
+                "--steps",
+                "1",
+                "--set",
+                "train.lr=0",
+                "--set",
+                "train.sample_every=0",
+            ]
+        )
+        == 0
+    )
     tuned = load_checkpoint(ft)
     assert tuned.counters.step == 1 and tuned.cfg.net == src.cfg.net
     for net in ("gen_ab", "gen_ba", "disc_a", "disc_b"):
         for key, value in src.weights[net].items():
             assert torch.equal(value, tuned.weights[net][key]), (net, key)
 
-    from translate.nets import build_generator
     from translate.formats import generator_net_config, save_generator
+    from translate.nets import build_generator
 
     gen = build_generator(src.cfg.net)
     gen.load_state_dict(src.weights["gen_ab"])
@@ -115,8 +148,26 @@ def test_finetune_from_run_and_from_generator_file(unpaired_data: Path, paired_d
     capsys.readouterr()
     # a generator-only file: the architecture comes from its metadata, discriminators start fresh
     ft2 = tmp_path / "ft2"
-    assert main(["train", "--data", str(unpaired_data), "--out", str(ft2), "--init-from", str(gen_file),
-                 "--steps", "1", "--set", "train.lr=0", "--set", "train.sample_every=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(unpaired_data),
+                "--out",
+                str(ft2),
+                "--init-from",
+                str(gen_file),
+                "--steps",
+                "1",
+                "--set",
+                "train.lr=0",
+                "--set",
+                "train.sample_every=0",
+            ]
+        )
+        == 0
+    )
     tuned2 = load_checkpoint(ft2)
     assert tuned2.cfg.net.base_channels_g == 4
     for key, value in src.weights["gen_ab"].items():

@@ -62,8 +62,7 @@ def accelerate(module: nn.Module) -> nn.Module:
         return module
     packing = packed.available()
     if not packing:
-        log.warning("translate.accel: this PyTorch build lacks oneDNN's packed convolution ops; "
-                    "CPU inference runs the ordinary operators")
+        log.warning("translate.accel: this PyTorch build lacks oneDNN's packed convolution ops; CPU inference runs the ordinary operators")
     bf16 = packing and packed.bf16_available()
     for layer in module.modules():
         twin = TWINS.get(type(layer))

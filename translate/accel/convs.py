@@ -69,13 +69,15 @@ class _Accelerated:
         except (NotImplementedError, AttributeError, TypeError) as err:
             # the private ops changed in this build: the ordinary operator is always right
             self._accel_packing = False
-            log.warning("translate.accel: oneDNN packed convolution unavailable in %s (%s); "
-                        "this layer runs the ordinary operator", type(self).__name__, err)
+            log.warning(
+                "translate.accel: oneDNN packed convolution unavailable in %s (%s); this layer runs the ordinary operator", type(self).__name__, err
+            )
         except RuntimeError as err:  # this input only: oneDNN refused it
             if not self._accel_warned:
                 self._accel_warned = True
-                log.warning("translate.accel: oneDNN packed convolution refused input %s (%s); "
-                            "the ordinary operator runs instead", tuple(x.shape), err)
+                log.warning(
+                    "translate.accel: oneDNN packed convolution refused input %s (%s); the ordinary operator runs instead", tuple(x.shape), err
+                )
         return None
 
 
@@ -120,10 +122,8 @@ class AcceleratedConvTranspose2d(_Accelerated, nn.ConvTranspose2d):
         if self.padding_mode != "zeros":
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose2d")
         assert isinstance(self.padding, tuple)
-        output_padding = self._output_padding(
-            x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation)  # type: ignore[arg-type]
-        return F.conv_transpose2d(
-            x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation)
+        output_padding = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation)  # type: ignore[arg-type]
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation)
 
     def _eager_forward(self, x: Tensor) -> Tensor:
         if x.ndim == 4 and not parametrize.is_parametrized(self):  # as in AcceleratedConv2d

@@ -112,7 +112,7 @@ class PackedWeights:
         """The packed weight and the bias in ``dtype`` for input ``x`` (B, C_in, H, W)."""
         weight, bias = layer.weight, layer.bias
         current = (self._identity(weight), self._identity(bias))
-        if not self.source or any(a[1:] != b[1:] for a, b in zip(self.source, current)):
+        if not self.source or any(a[1:] != b[1:] for a, b in zip(self.source, current, strict=False)):
             self.copies.clear()  # new weights (loaded, trained, moved): forget the old copies
             self.source = current
         key = (dtype, tuple(x.shape))
@@ -126,8 +126,7 @@ class PackedWeights:
         args = (list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups, list(x.shape))
         if transposed:
             padding, stride, dilation, groups, shape = args
-            packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(
-                w, padding, list(layer.output_padding), stride, dilation, groups, shape)
+            packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(w, padding, list(layer.output_padding), stride, dilation, groups, shape)
         else:
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), *args)
         entry = self.copies[key] = (packed, None if bias is None else bias.detach().to(dtype))
@@ -141,12 +140,12 @@ def packed_forward(layer: nn.Module, cache: PackedWeights, x: Tensor, dtype: tor
     inp = x.to(dtype)
     if transposed:
         out = torch.ops.mkldnn._convolution_transpose_pointwise(
-            inp, packed, bias, list(layer.padding), list(layer.output_padding), list(layer.stride),
-            list(layer.dilation), layer.groups, "none", [], "")
+            inp, packed, bias, list(layer.padding), list(layer.output_padding), list(layer.stride), list(layer.dilation), layer.groups, "none", [], ""
+        )
     else:
         out = torch.ops.mkldnn._convolution_pointwise(
-            inp, packed, bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups,
-            "none", [], "")
+            inp, packed, bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups, "none", [], ""
+        )
     return like_ordinary(out, x, layer.weight)
 
 

@@ -47,8 +47,7 @@ def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
 def conv_output_size(layer: nn.Conv2d, x: Tensor) -> tuple[int, int]:
     """(H_out, W_out) of ``layer`` (explicit padding) on ``x`` (B, C_in, H, W)."""
     return tuple(  # type: ignore[return-value]
-        (x.shape[2 + i] + 2 * layer.padding[i] - layer.dilation[i] * (layer.kernel_size[i] - 1) - 1) // layer.stride[i] + 1
-        for i in range(2)
+        (x.shape[2 + i] + 2 * layer.padding[i] - layer.dilation[i] * (layer.kernel_size[i] - 1) - 1) // layer.stride[i] + 1 for i in range(2)
     )
 
 
@@ -95,6 +94,9 @@ def conv_transpose2d(layer: nn.ConvTranspose2d, x: Tensor) -> Tensor:
         columns = columns.view(batch, height * width, -1).transpose(1, 2)
     out = F.fold(
         columns.reshape(batch, layer.out_channels * kh * kw, height * width),
-        (out_h, out_w), layer.kernel_size, stride=layer.stride, padding=layer.padding,
+        (out_h, out_w),
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
     )
     return like_ordinary(_add_bias(out, layer.bias), x, layer.weight)

@@ -32,8 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="image folder (searched recursively) or one image file")
     p.add_argument("output", help="output folder (mirrors the input tree), or an output image file for one input file")
     add_model_arguments(p)
-    p.add_argument("--format", dest="output_format", choices=["keep", "png", "jpg", "webp"], default="keep",
-                   help="output format; keep (default) writes each file in its own format, PNG where ours cannot")
+    p.add_argument(
+        "--format",
+        dest="output_format",
+        choices=["keep", "png", "jpg", "webp"],
+        default="keep",
+        help="output format; keep (default) writes each file in its own format, PNG where ours cannot",
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
     resize = p.add_mutually_exclusive_group()
     resize.add_argument("--max-side", type=int, metavar="N", help="first downscale images whose longer side exceeds N; outputs have the resized size")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from translate.errors import UserError
 from translate.config import DEFAULT_MEMORY_BUDGET_MB
+from translate.errors import UserError
 
 MIN_MEMORY_BUDGET_MB = 64
 
@@ -21,9 +21,17 @@ def add_model_arguments(p: argparse.ArgumentParser, *, tiling: bool = True, mode
     if tiling:
         p.add_argument("--tile", type=int, help="force tiled inference with tiles of this side (pixels)")
         p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
-        p.add_argument("--compile", action="store_true",
-                       help="run the network through torch.compile (compiles at the first image of each size; pays off on long videos and GPUs)")
-        p.add_argument("--memory-budget", type=int, metavar="MB", help=f"memory for translating one image, beyond the loaded model; larger images are tiled to fit (default {DEFAULT_MEMORY_BUDGET_MB})")
+        p.add_argument(
+            "--compile",
+            action="store_true",
+            help="run the network through torch.compile (compiles at the first image of each size; pays off on long videos and GPUs)",
+        )
+        p.add_argument(
+            "--memory-budget",
+            type=int,
+            metavar="MB",
+            help=f"memory for translating one image, beyond the loaded model; larger images are tiled to fit (default {DEFAULT_MEMORY_BUDGET_MB})",
+        )
 
 
 def load_translator(args: argparse.Namespace):

@@ -46,8 +46,12 @@ logger = logging.getLogger("translate")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="measure translation quality (PSNR, SSIM, L1, FID, KID)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="measure translation quality (PSNR, SSIM, L1, FID, KID)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("folders", nargs="*", metavar="DIR", help="PRED_DIR TARGET_DIR: predictions and their targets")
     p.add_argument("--data", help="with --model: dataset folder whose test split is translated and measured")
     p.add_argument("--out", help="folder for metrics.csv / metrics.json (and, with --model, the translations)")
@@ -57,7 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (default 1000, the literature's)")
     p.add_argument("--kid-subsets", type=int, default=100, help="number of KID subsets (default 100)")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (pt_inception-2015-12-05-6726825d.pth)")
-    p.add_argument("--download", action="store_true", help="download the FID Inception weights into the PyTorch hub cache if absent (the only network access)")
+    p.add_argument(
+        "--download", action="store_true", help="download the FID Inception weights into the PyTorch hub cache if absent (the only network access)"
+    )
     # --model is what switches to the "translate --data's test split first" mode: optional here
     add_model_arguments(p, model_required=False)
     p.set_defaults(run=run)
@@ -129,8 +135,9 @@ def plan_dataset(data: Path, source_side: str, staging: Path) -> _Plan:
             return _Plan(test / source_side, test / target_side, True, str(test / source_side), str(test / target_side))
         _split_side_by_side(test, staging)
         half = {"A": "left", "B": "right"}
-        return _Plan(staging / source_side, staging / target_side, True,
-                     f"{test} ({half[source_side]} halves)", f"{test} ({half[target_side]} halves)")
+        return _Plan(
+            staging / source_side, staging / target_side, True, f"{test} ({half[source_side]} halves)", f"{test} ({half[target_side]} halves)"
+        )
     source, target = data / f"test{source_side}", data / f"test{target_side}"
     if source.is_dir() and target.is_dir():
         return _Plan(source, target, False, str(source), str(target))
@@ -144,7 +151,7 @@ def _split_side_by_side(folder: Path, staging: Path) -> None:
     import cv2
     import numpy as np
 
-    from translate.data.io import readable_images, read_image
+    from translate.data.io import read_image, readable_images
 
     for path, (width, _) in readable_images(folder):
         if width % 2:
@@ -164,7 +171,9 @@ def _translate(args: argparse.Namespace, source: Path, dst: Path) -> None:
     from translate.data.io import format_names, list_images
 
     if dst.is_dir() and list_images(dst):
-        raise UserError(f"{dst}: already holds images (from an earlier eval?) — choose another --out or empty it, so that old translations are not measured")
+        raise UserError(
+            f"{dst}: already holds images (from an earlier eval?) — choose another --out or empty it, so that old translations are not measured"
+        )
     translator = load_translator(args)
     report = translator.translate_folder(source, dst, output_format="png", batch_size=args.batch_size)
     if report.failed:
@@ -204,9 +213,16 @@ def run(args: argparse.Namespace) -> int:
         else:
             pred_dir, target_dir, paired = Path(args.folders[0]), Path(args.folders[1]), not args.unpaired
         report = evaluate_folders(
-            pred_dir, target_dir, paired=paired, fid=args.fid, kid=args.kid, inception=inception,
-            inception_weights=weights_path, kid_subset_size=args.kid_subset_size,
-            kid_subsets=args.kid_subsets, device=device,
+            pred_dir,
+            target_dir,
+            paired=paired,
+            fid=args.fid,
+            kid=args.kid,
+            inception=inception,
+            inception_weights=weights_path,
+            kid_subset_size=args.kid_subset_size,
+            kid_subsets=args.kid_subsets,
+            device=device,
         )
         if args.model:
             report.target_dir = plan.target_label

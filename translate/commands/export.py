@@ -29,8 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format",
         choices=["onnx", "torchscript"],
-        help="onnx (opset >= 17, dynamic batch/height/width) or torchscript (traced); "
-        "default from OUT's suffix (.onnx, or .pt/.ts/.torchscript)",
+        help="onnx (opset >= 17, dynamic batch/height/width) or torchscript (traced); default from OUT's suffix (.onnx, or .pt/.ts/.torchscript)",
     )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, at least 17)")
     p.add_argument(

@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue RUN exactly from its newest complete checkpoint")
     p.add_argument("--init-from", metavar="CKPT_OR_RUN", help="start from another run's weights (fine-tuning)")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML config (sections model, net, data, train)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any config field, e.g. train.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any config field, e.g. train.lr=1e-4 (repeatable)"
+    )
     p.add_argument("--steps", type=int, help="stop when the run's total step count reaches N (also after --resume)")
     p.add_argument("--epochs", type=int, help="planned length in epochs (the lr schedule spans it)")
     p.add_argument("--save-every", type=int, help="checkpoint every N steps, besides the end of the run")

@@ -26,8 +26,12 @@ log = logging.getLogger("translate")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("video", help="translate a video (audio, timing and orientation kept)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "video",
+        help="translate a video (audio, timing and orientation kept)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("src", metavar="INPUT", help="video file (mp4, mkv, mov, avi, webm, …) or folder of frames")
     p.add_argument("dst", metavar="OUTPUT", help="output video (format from its suffix: .mp4, .mkv, .mov) or folder")
     add_model_arguments(p)
@@ -49,12 +53,21 @@ def run(args: argparse.Namespace) -> int:
     if not src.is_dir():
         probe_video(src)  # a bad input fails in milliseconds, before the model loads
     translator = load_translator(args)
-    report = translate_video(translator, src, dst, codec=args.codec, crf=args.crf, side_by_side=args.side_by_side,
-                             batch_size=args.batch_size, progress=not args.no_progress)
+    report = translate_video(
+        translator,
+        src,
+        dst,
+        codec=args.codec,
+        crf=args.crf,
+        side_by_side=args.side_by_side,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
     if isinstance(report, VideoReport):
         audio = f", {report.audio_streams} audio stream(s) copied" if report.audio_streams else ""
-        print(f"{dst}: {report.frames} frames {report.width}x{report.height}{audio} in {report.seconds:.1f} s "
-              f"({report.frames_per_second:.1f} frames/s)")
+        print(
+            f"{dst}: {report.frames} frames {report.width}x{report.height}{audio} in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)"
+        )
         return 0
     print(f"{dst}: {report.summary()}")  # a folder of frames: translate_folder's FolderReport
     for path, reason in report.failed:

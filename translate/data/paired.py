@@ -49,8 +49,7 @@ def images_by_key(folder: Path) -> dict[str, Path]:
         by_key[key] = path
     if clashes:
         raise UserError(
-            f"{folder}: names that appear with two extensions, so their partner is "
-            f"ambiguous: {format_names(clashes)} — keep one file per name"
+            f"{folder}: names that appear with two extensions, so their partner is ambiguous: {format_names(clashes)} — keep one file per name"
         )
     return by_key
 
@@ -128,10 +127,7 @@ class PairedDataset(Dataset):
         halves = [name for name in ("A", "B") if (folder / name).is_dir()]
         if len(halves) == 1:  # half of a two-folder layout, not side-by-side images
             missing = "B" if halves == ["A"] else "A"
-            raise UserError(
-                f"{folder / missing}: folder not found — pairs in two folders need both "
-                f"{folder / 'A'} and {folder / 'B'}"
-            )
+            raise UserError(f"{folder / missing}: folder not found — pairs in two folders need both {folder / 'A'} and {folder / 'B'}")
         self.swap = direction == "BtoA"
         limit = max_dataset_size or None
         if self.layout == "folders":
@@ -139,7 +135,7 @@ class PairedDataset(Dataset):
         else:
             self.pairs, sizes = self._scan_side_by_side(folder)
         self.pairs, sizes = self.pairs[:limit], sizes[:limit]
-        self.preprocessing.check_sizes([(a, size) for (a, _), size in zip(self.pairs, sizes)])
+        self.preprocessing.check_sizes([(a, size) for (a, _), size in zip(self.pairs, sizes, strict=False)])
         self.channels_a = channels_a
         self.channels_b = channels_b
         self.seed = seed
@@ -148,26 +144,17 @@ class PairedDataset(Dataset):
         self._unreadable: set[int] = set()
 
     @staticmethod
-    def _scan_folders(
-        folder_a: Path, folder_b: Path
-    ) -> tuple[list[tuple[Path, Path]], list[tuple[int, int]]]:
+    def _scan_folders(folder_a: Path, folder_b: Path) -> tuple[list[tuple[Path, Path]], list[tuple[int, int]]]:
         pairs = match_folders(folder_a, folder_b)
         sizes = read_headers([p for pair in pairs for p in pair])
         readable = [(a, b) for a, b in pairs if a in sizes and b in sizes]
         if not readable:
-            raise UserError(
-                f"{folder_a.parent}: no readable pairs (found {len(pairs)}) — see the warnings "
-                "above and replace or re-save the files"
-            )
+            raise UserError(f"{folder_a.parent}: no readable pairs (found {len(pairs)}) — see the warnings above and replace or re-save the files")
         mismatched = [
-            f"{a.relative_to(folder_a)} ({sizes[a][0]}x{sizes[a][1]} vs {sizes[b][0]}x{sizes[b][1]})"
-            for a, b in readable if sizes[a] != sizes[b]
+            f"{a.relative_to(folder_a)} ({sizes[a][0]}x{sizes[a][1]} vs {sizes[b][0]}x{sizes[b][1]})" for a, b in readable if sizes[a] != sizes[b]
         ]
         if mismatched:
-            raise UserError(
-                f"{folder_a.parent}: pairs whose A and B differ in size: "
-                f"{format_names(mismatched, 3)} — resize B to match A"
-            )
+            raise UserError(f"{folder_a.parent}: pairs whose A and B differ in size: {format_names(mismatched, 3)} — resize B to match A")
         return readable, [sizes[a] for a, _ in readable]
 
     @staticmethod
@@ -210,17 +197,18 @@ class PairedDataset(Dataset):
             )
         if self.swap:
             path_a, path_b, image_a, image_b = path_b, path_a, image_b, image_a
-        return (path_a, path_b, to_channels(np.ascontiguousarray(image_a), self.channels_a),
-                to_channels(np.ascontiguousarray(image_b), self.channels_b))
+        return (
+            path_a,
+            path_b,
+            to_channels(np.ascontiguousarray(image_a), self.channels_a),
+            to_channels(np.ascontiguousarray(image_b), self.channels_b),
+        )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         (seed_aug,) = item_seeds(self.seed, self.epoch, index, 1)
-        path_a, path_b, image_a, image_b = load_skipping_unreadable(
-            index, len(self.pairs), self._load, self._unreadable
-        )
+        path_a, path_b, image_a, image_b = load_skipping_unreadable(index, len(self.pairs), self._load, self._unreadable)
         # ONE call for both images: the same resize, crop and flip keep A and B aligned.
         image_a, image_b = self.augment(image_a, image_b, seed=seed_aug)
-        return {"A": to_tensor(image_a), "B": to_tensor(image_b),
-                "path_A": str(path_a), "path_B": str(path_b)}
+        return {"A": to_tensor(image_a), "B": to_tensor(image_b), "path_A": str(path_a), "path_B": str(path_b)}

@@ -13,8 +13,7 @@ from translate.data.io import load_skipping_unreadable, read_image, readable_ima
 from translate.data.transforms import Augmenter, Preprocessing, item_seeds, to_tensor
 
 
-def check_dataset_args(channels_a: int, channels_b: int, direction: str, seed: int,
-                       max_dataset_size: int) -> None:
+def check_dataset_args(channels_a: int, channels_b: int, direction: str, seed: int, max_dataset_size: int) -> None:
     """ValueError quoting the first bad constructor argument shared by both datasets."""
     for name, value in (("channels_a", channels_a), ("channels_b", channels_b)):
         if value not in (1, 3):
@@ -100,17 +99,18 @@ class UnpairedDataset(Dataset):
         seed_pick_b, seed_aug_a, seed_aug_b = item_seeds(self.seed, self.epoch, index, 3)
         index_b = int(np.random.default_rng(seed_pick_b).integers(len(self.paths_b)))
         path_a, image_a = load_skipping_unreadable(
-            index % len(self.paths_a), len(self.paths_a),
+            index % len(self.paths_a),
+            len(self.paths_a),
             lambda i: (self.paths_a[i], read_image(self.paths_a[i], self.channels_a)),
             self._unreadable_a,
         )
         path_b, image_b = load_skipping_unreadable(
-            index_b, len(self.paths_b),
+            index_b,
+            len(self.paths_b),
             lambda i: (self.paths_b[i], read_image(self.paths_b[i], self.channels_b)),
             self._unreadable_b,
         )
         # Two calls with independent seeds: in an unpaired set A and B are unrelated images.
         image_a, _ = self.augment(image_a, seed=seed_aug_a)
         image_b, _ = self.augment(image_b, seed=seed_aug_b)
-        return {"A": to_tensor(image_a), "B": to_tensor(image_b),
-                "path_A": str(path_a), "path_B": str(path_b)}
+        return {"A": to_tensor(image_a), "B": to_tensor(image_b), "path_A": str(path_a), "path_B": str(path_b)}

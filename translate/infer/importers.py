@@ -35,9 +35,7 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _CONTAINER_KEYS = ("state_dict", "model_state_dict")
 
 
-def read_reference_generator(
-    path: str | Path, arch: str | None = None
-) -> tuple[dict[str, torch.Tensor], NetConfig, str]:
+def read_reference_generator(path: str | Path, arch: str | None = None) -> tuple[dict[str, torch.Tensor], NetConfig, str]:
     """Read a reference-layout generator ``.pth`` and map it onto our architecture.
 
     Args:
@@ -104,9 +102,9 @@ def _normalise_keys(raw: dict[str, torch.Tensor], path: Path) -> OrderedDict[str
     keys = [str(k) for k in raw]
     strip = all(k.startswith("module.") for k in keys)
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key, value in zip(keys, raw.values()):
+    for key, value in zip(keys, raw.values(), strict=True):
         if strip:
-            key = key[len("module."):]
+            key = key[len("module.") :]
         key = re.sub(r"^(model\.\d+)\.block\.", r"\1.conv_block.", key)
         if key.endswith("num_batches_tracked"):
             continue
@@ -147,8 +145,7 @@ def _infer_config(state: dict[str, torch.Tensor], path: Path, arch: str | None) 
     else:
         sample = ", ".join(list(state)[:3])
         raise UserError(
-            f"{path}: not a reference CycleGAN/pix2pix generator (keys {sample} …); "
-            "expected model.N.conv_block.* (ResNet) or model.model.* (U-Net)"
+            f"{path}: not a reference CycleGAN/pix2pix generator (keys {sample} …); expected model.N.conv_block.* (ResNet) or model.model.* (U-Net)"
         )
     name = arch or inferred
     if arch is None and name not in generator_names():
@@ -221,20 +218,18 @@ def _map_to_ours(state: OrderedDict[str, torch.Tensor], net_cfg: NetConfig, path
         pairs = [(k, k) for k in wanted]
     elif len(state) == len(wanted):
         # Same modules in the same order under other names: pair by position, leaf names must agree.
-        pairs = list(zip(state, wanted))
+        pairs = list(zip(state, wanted, strict=True))
         for ref_key, our_key in pairs:
             if ref_key.rpartition(".")[2] != our_key.rpartition(".")[2]:
                 raise UserError(
-                    f"{path}: {ref_key} does not correspond to {our_key} of {net_cfg.generator}; "
-                    "the file has another module layout (check --arch)"
+                    f"{path}: {ref_key} does not correspond to {our_key} of {net_cfg.generator}; the file has another module layout (check --arch)"
                 )
     else:
         missing = [k for k in wanted if k not in state]
         unexpected = [k for k in state if k not in target]
         detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
         raise UserError(
-            f"{path}: {len(state)} tensors, {net_cfg.generator} (ngf {net_cfg.base_channels_g}) has "
-            f"{len(wanted)} ({detail}); check --arch"
+            f"{path}: {len(state)} tensors, {net_cfg.generator} (ngf {net_cfg.base_channels_g}) has {len(wanted)} ({detail}); check --arch"
         )
 
     weights: dict[str, torch.Tensor] = {}

@@ -19,32 +19,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from translate.config import DEFAULT_MEMORY_BUDGET_MB, NetConfig
 from translate.errors import UserError
+from translate.files import signed_to_unit, to_channels, to_unit, unit_to_signed
 from translate.formats import build_checked, read_generator
+from translate.infer.tiling import (
+    MemoryBudget,
+    activation_bytes_per_pixel,
+    collect_instance_norm_stats,
+    downscale_for_stats,
+    frozen_instance_norm,
+    instance_norms,
+    pad_to_multiple,
+    plan_tiles,
+    translate_tiled,
+)
 from translate.nets import build_generator, size_multiple
 from translate.runtime import autocast_dtype, place, resolve_device
-
-
-def pad_to_multiple(batch: torch.Tensor, multiple: int, min_side: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflection-pad (B, C, H, W) on the bottom/right so H and W are multiples of ``multiple``
-    and at least ``min_side``.
-
-    Returns the padded batch and the original (H, W). Reflection needs the pad to be smaller
-    than the side, so very small images (1×1, 1×300) fall back to replicate padding.
-    """
-    h, w = batch.shape[-2:]
-    pad_h = max((-h) % multiple, min_side - h)
-    pad_w = max((-w) % multiple, min_side - w)
-    pad_h += (-(h + pad_h)) % multiple
-    pad_w += (-(w + pad_w)) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return batch, (h, w)
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (h, w)
 
 
 @dataclass
@@ -98,11 +91,22 @@ class Translator:
         else:
             weights, net_cfg, source = read_generator(path, direction)
         net = build_checked(lambda: build_generator(net_cfg), weights, source)
-        return cls.from_module(net, net_cfg, device=dev, precision=precision, source=source, tile=tile, overlap=overlap,
-                               memory_budget_mb=memory_budget_mb, compile=compile)
+        return cls.from_module(
+            net,
+            net_cfg,
+            device=dev,
+            precision=precision,
+            source=source,
+            tile=tile,
+            overlap=overlap,
+            memory_budget_mb=memory_budget_mb,
+            compile=compile,
+        )
 
     @classmethod
-    def from_module(cls, net: nn.Module, net_config: NetConfig, *, device: torch.device | str = "cpu", precision: str = "fp32", **kwargs: Any) -> Translator:
+    def from_module(
+        cls, net: nn.Module, net_config: NetConfig, *, device: torch.device | str = "cpu", precision: str = "fp32", **kwargs: Any
+    ) -> Translator:
         device = torch.device(device)
         net = place(net.eval().requires_grad_(False), device, inference=True)
         return cls(net=net, net_config=net_config, device=device, precision=precision, **kwargs)
@@ -129,11 +133,24 @@ class Translator:
         dtype = autocast_dtype(self.precision, self.device)
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
+    def memory(self) -> MemoryBudget:
+        """What translating one image may use (``memory_budget_mb``) and what a pass of this
+        network costs, as the plain numbers tiling decides with."""
+        return MemoryBudget(
+            budget_bytes=self.memory_budget_mb * 2**20,
+            bytes_per_pixel=activation_bytes_per_pixel(self.net, self.net_config, multiple=self.multiple, precision=self.precision),
+            multiple=self.multiple,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            host_buffers=self.device.type == "cpu",  # on a GPU the budget bounds the GPU's memory
+        )
+
     # ------------------------------------------------------------------ tensors
 
     @torch.inference_mode()
     def translate_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """Translate images of one size.
+        """Translate images of one size, tile by tile where one pass would exceed the memory budget
+        (or always, with tiles of ``tile`` pixels, when ``tile`` is set).
 
         Args:
             batch: (B, C_in, H, W) float in [-1, 1], any device; any H, W.
@@ -143,13 +160,28 @@ class Translator:
         """
         if batch.ndim != 4 or batch.shape[1] != self.in_channels:
             raise ValueError(f"expected (B, {self.in_channels}, H, W), got {tuple(batch.shape)}")
-        from translate.infer.tiling import needs_tiling, translate_tiled
+        memory = self.memory()
+        if not self.tile and not memory.needs_tiling(batch.shape):
+            return self._untiled(batch)
+        outputs = []
+        for image in batch.split(1):  # each on its own: statistics are per image; one that fits needs no tiles
+            fits = not self.tile and not memory.needs_tiling(image.shape)
+            outputs.append(self._untiled(image) if fits else self._tiled(image, memory))
+        return outputs[0].contiguous() if len(outputs) == 1 else torch.cat(outputs)  # no copy for one image
 
-        if self.tile or needs_tiling(self, batch.shape):
-            return translate_tiled(self, batch)
-        return self._forward_padded(batch)
+    def forward_padded(self, batch: torch.Tensor, *, compiled: bool = False) -> torch.Tensor:
+        """One pass of the network: pad to its size multiple, forward, crop back.
 
-    def _forward_padded(self, batch: torch.Tensor) -> torch.Tensor:
+        This is the callable tiling runs on every tile (see ``infer.tiling.translate_tiled``).
+
+        Args:
+            batch: (B, C_in, H, W) float in [-1, 1], any device; any H, W.
+            compiled: run the ``torch.compile`` wrapper when ``compile`` is set. Tiling uses
+                ``net`` itself: it swaps instance-norm forwards, which a compiled graph would not see.
+
+        Returns:
+            (B, C_out, H, W) float32 on CPU, not clamped (tiles are blended first).
+        """
         # each generator states its smallest input side (ResNet: two pixels after downsampling;
         # U-Net: its multiple); padding further would change the output of normal-size images
         min_side = getattr(self.net, "min_size", self.multiple)
@@ -157,13 +189,30 @@ class Translator:
         if self.device.type in ("cpu", "cuda"):
             padded = padded.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            out = self._network()(padded)
-        return out[..., :h, :w].float().clamp_(-1, 1).cpu().contiguous()
+            out = (self._network() if compiled else self.net)(padded)
+        return out[..., :h, :w].float().cpu()
+
+    def _untiled(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.forward_padded(batch, compiled=True).clamp_(-1, 1).contiguous()
+
+    def _tiled(self, image: torch.Tensor, memory: MemoryBudget) -> torch.Tensor:
+        """One (1, C_in, H, W) image through overlapping tiles, with instance-norm statistics from
+        a global pass: at full resolution when the image fits the budget, else on a downscaled copy."""
+        if self.overlap < 0:
+            raise UserError(f"--overlap {self.overlap}: must be >= 0 (e.g. --overlap 32)")
+        height, width = image.shape[-2:]
+        plan = plan_tiles(height, width, self.tile or memory.tile_side(height, width), self.overlap, self.multiple)
+        stats = None
+        if instance_norms(self.net):
+            padded, _ = pad_to_multiple(image.to("cpu", torch.float32), self.multiple)
+            whole = padded if not memory.needs_tiling(image.shape) else downscale_for_stats(padded, memory)
+            stats = collect_instance_norm_stats(self.net, self.forward_padded, whole)
+            del padded, whole
+        with frozen_instance_norm(stats):
+            return translate_tiled(self.forward_padded, image, plan)
 
     def _network(self) -> Any:
-        """``net``, or its ``torch.compile`` wrapper when ``compile`` is set (built once). Tiling
-        keeps using ``net`` itself: it swaps instance-norm forwards, which a compiled graph
-        would not see."""
+        """``net``, or its ``torch.compile`` wrapper when ``compile`` is set (built once)."""
         if not self.compile:
             return self.net
         cached = self.__dict__.get("_compiled")
@@ -176,29 +225,25 @@ class Translator:
     def translate_array(self, image: np.ndarray) -> np.ndarray:
         """Translate one HWC (or HW) image; uint8 → uint8, uint16 → uint16, float [0, 1] → float32.
 
-        Channels are converted to what the network takes (gray ↔ RGB); an alpha channel is
-        passed through unchanged.
+        Channels are converted to what the network takes (grey ↔ RGB, ITU-R 601 luma); an alpha
+        channel is passed through unchanged.
         """
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
             raise ValueError(f"expected an HWC image with 1-4 channels, got shape {image.shape}")
-        dtype = image.dtype
-        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.dtype(dtype), 1.0)
-        x = image.astype(np.float32) / scale
+        x = to_unit(image)
         alpha = None
         if x.shape[2] in (2, 4):
             x, alpha = x[:, :, :-1], image[:, :, -1:]
-        x = _match_channels(x, self.in_channels)
-        tensor = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None] * 2 - 1
-        out = (self.translate_batch(tensor)[0].permute(1, 2, 0).numpy() + 1) / 2
-        if alpha is not None:
-            out = _match_channels(out, 3 if out.shape[2] == 1 else out.shape[2])
-        if scale != 1.0:
-            out = np.round(np.clip(out, 0, 1) * scale).astype(dtype)
-        else:
-            out = out.astype(np.float32)
+        x = to_channels(x, self.in_channels)
+        tensor = unit_to_signed(torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None])
+        out = signed_to_unit(self.translate_batch(tensor)[0].permute(1, 2, 0).numpy())
+        if alpha is not None and out.shape[2] == 1:
+            out = to_channels(out, 3)  # a grey result beside an alpha channel becomes RGBA
+        if image.dtype in (np.uint8, np.uint16):
+            out = np.round(out * np.iinfo(image.dtype).max).astype(image.dtype)
         if alpha is not None:
             out = np.concatenate([out, alpha.astype(out.dtype)], axis=2)
         return out
@@ -232,17 +277,6 @@ class Translator:
         from translate.infer.video import translate_video
 
         return translate_video(self, Path(src), Path(dst), **options)
-
-
-def _match_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """(H, W, C) float → (H, W, channels): gray→RGB repeats, RGB→gray uses ITU-R 601 luma."""
-    if x.shape[2] == channels:
-        return x
-    if channels == 3 and x.shape[2] == 1:
-        return np.repeat(x, 3, axis=2)
-    if channels == 1 and x.shape[2] == 3:
-        return (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
-    raise ValueError(f"cannot convert {x.shape[2]} channels to {channels}")
 
 
 def _translate_pil(translator: Translator, image: Any) -> Any:

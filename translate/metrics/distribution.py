@@ -76,8 +76,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(
-            f"frechet_distance: expected mu (D,) and sigma (D, D) for both, got {mu1.shape}, "
-            f"{sigma1.shape}, {mu2.shape}, {sigma2.shape}"
+            f"frechet_distance: expected mu (D,) and sigma (D, D) for both, got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}"
         )
     sqrt_sigma1 = _psd_sqrt((sigma1 + sigma1.T) / 2)
     product = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
@@ -132,7 +131,9 @@ def fid_from_features(features_fake: np.ndarray, features_real: np.ndarray) -> f
     if small < dims:
         logger.warning(
             "FID from %d images (fewer than the %d feature dimensions) is biased upward; compare it "
-            "only with FIDs computed from the same number of images", small, dims,
+            "only with FIDs computed from the same number of images",
+            small,
+            dims,
         )
     if small * small * large < dims**3:  # cost of the sample SVD vs the (D, D) eigen-decompositions
         return _fid_from_samples(features_fake, features_real)
@@ -202,13 +203,15 @@ def kid_from_features(
             f"{smallest} or less (values from different subset sizes are not comparable)"
         )
     rng = np.random.default_rng(seed)
-    estimates = np.array([
-        mmd2_unbiased(
-            features_fake[rng.choice(len(features_fake), subset_size, replace=False)],
-            features_real[rng.choice(len(features_real), subset_size, replace=False)],
-        )
-        for _ in range(n_subsets)
-    ])
+    estimates = np.array(
+        [
+            mmd2_unbiased(
+                features_fake[rng.choice(len(features_fake), subset_size, replace=False)],
+                features_real[rng.choice(len(features_real), subset_size, replace=False)],
+            )
+            for _ in range(n_subsets)
+        ]
+    )
     return float(estimates.mean()), float(estimates.std())
 
 

@@ -34,10 +34,7 @@ def _check_pair(pred: Tensor, target: Tensor, name: str, min_side: int = 1) -> t
     for label, t in (("pred", pred), ("target", target)):
         low, high = float(t.min()), float(t.max())
         if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
-            raise ValueError(
-                f"{name}: {label} values span [{low:.3g}, {high:.3g}], expected [0, 1] "
-                "(convert network outputs with (x + 1) / 2)"
-            )
+            raise ValueError(f"{name}: {label} values span [{low:.3g}, {high:.3g}], expected [0, 1] (convert network outputs with (x + 1) / 2)")
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     return pred.to(dtype), target.to(dtype)
 

@@ -127,9 +127,7 @@ class PixelDiscriminator(nn.Module):
 
 def patch_discriminator(cfg: NetConfig, in_channels: int, *, n_layers: int) -> PatchDiscriminator:
     """A :class:`PatchDiscriminator` with ``n_layers`` stride-2 convs, the rest from ``cfg``."""
-    return PatchDiscriminator(
-        in_channels, base_channels=cfg.base_channels_d, n_layers=n_layers, norm=cfg.norm
-    )
+    return PatchDiscriminator(in_channels, base_channels=cfg.base_channels_d, n_layers=n_layers, norm=cfg.norm)
 
 
 @register_discriminator("basic")

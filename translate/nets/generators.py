@@ -136,16 +136,11 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(True),
             ]
             channels *= 2
-        layers += [
-            ResnetBlock(channels, norm=norm, dropout=dropout, bias=bias, padding=padding)
-            for _ in range(n_blocks)
-        ]
+        layers += [ResnetBlock(channels, norm=norm, dropout=dropout, bias=bias, padding=padding) for _ in range(n_blocks)]
         for _ in range(n_downsampling):
             # output_padding=1 makes each stage exactly double H and W.
             layers += [
-                nn.ConvTranspose2d(
-                    channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
-                ),
+                nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias),
                 make_norm(channels // 2),
                 nn.ReLU(True),
             ]
@@ -284,9 +279,7 @@ class UnetGenerator(nn.Module):
             block = UnetSkipBlock(widest, widest, role="middle", norm=norm, submodule=block, dropout=dropout)
         for outer in (base_channels * 4, base_channels * 2, base_channels):
             block = UnetSkipBlock(outer, outer * 2, role="middle", norm=norm, submodule=block)
-        self.model = UnetSkipBlock(
-            out_channels, base_channels, role="outermost", norm=norm, in_channels=in_channels, submodule=block
-        )
+        self.model = UnetSkipBlock(out_channels, base_channels, role="outermost", norm=norm, in_channels=in_channels, submodule=block)
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, channels=self.in_channels, where="UnetGenerator", multiple=self.size_multiple)
@@ -297,9 +290,7 @@ class UnetGenerator(nn.Module):
 # Builders: fill the class arguments from the config; ``build_generator`` applies the init.
 
 
-def resnet_generator(
-    cfg: NetConfig, in_channels: int, out_channels: int, *, n_blocks: int
-) -> ResnetGenerator:
+def resnet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, n_blocks: int) -> ResnetGenerator:
     """A :class:`ResnetGenerator` with ``n_blocks`` residual blocks, the rest from ``cfg``."""
     return ResnetGenerator(
         in_channels,
@@ -311,9 +302,7 @@ def resnet_generator(
     )
 
 
-def unet_generator(
-    cfg: NetConfig, in_channels: int, out_channels: int, *, num_downs: int
-) -> UnetGenerator:
+def unet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, num_downs: int) -> UnetGenerator:
     """A :class:`UnetGenerator` with ``num_downs`` levels, the rest from ``cfg``."""
     return UnetGenerator(
         in_channels,

@@ -7,7 +7,8 @@ The defaults follow the reference CycleGAN/pix2pix code (junyanz/pytorch-CycleGA
 from __future__ import annotations
 
 import functools
-from typing import Callable, get_args
+from collections.abc import Callable
+from typing import get_args
 
 import torch
 from torch import Tensor, nn
@@ -46,9 +47,14 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 
 def _channels_last_training(x: Tensor) -> bool:
     return (
-        isinstance(x, Tensor) and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-        and torch.is_grad_enabled() and x.requires_grad and x.ndim == 4
-        and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        isinstance(x, Tensor)
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and torch.is_grad_enabled()
+        and x.requires_grad
+        and x.ndim == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
         and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
     )
 
@@ -82,8 +88,7 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
         x, weight, bias, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():  # a double backward (gradient penalty): PyTorch's own differentiable path
             inputs = [t for t in (x, weight, bias) if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(
-                torch.nn.functional.group_norm(x, x.shape[1], weight, bias, ctx.eps), inputs, grad, create_graph=True))
+            grads = iter(torch.autograd.grad(torch.nn.functional.group_norm(x, x.shape[1], weight, bias, ctx.eps), inputs, grad, create_graph=True))
             return tuple(next(grads) if t is not None and t.requires_grad else None for t in (x, weight, bias)) + (None,)
         n, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # views of channels-last memory
@@ -111,6 +116,7 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
             g_mean, gx_mean = sum_g / (h * w), sum_gx / (h * w)
             if scale is not None:
                 g_mean, gx_mean = g_mean * scale, gx_mean * scale
+
             def grad_part(part: slice) -> Tensor:
                 g = grad_rows[:, part] if scale is None else grad_rows[:, part] * scale
                 return (g - g_mean).sub_(x_hat(part).mul_(gx_mean)).mul_(rstd)
@@ -269,6 +275,4 @@ def check_image_batch(
             f"{tuple(x.shape)}; pad or resize the input (see translate.nets.size_multiple)"
         )
     if min(height, width) < min_size:
-        raise ValueError(
-            f"{where}: height and width must be at least {min_size}, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{where}: height and width must be at least {min_size}, got shape {tuple(x.shape)}")

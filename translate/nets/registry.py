@@ -8,7 +8,8 @@ init (and spectral norm for discriminators), so builders stay free of it.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -25,9 +26,7 @@ _GENERATORS: dict[str, GeneratorBuilder] = {}
 _DISCRIMINATORS: dict[str, DiscriminatorBuilder] = {}
 
 
-def _register(
-    table: dict[str, Callable[..., nn.Module]], kind: str, name: str
-) -> Callable[[Builder], Builder]:
+def _register(table: dict[str, Callable[..., nn.Module]], kind: str, name: str) -> Callable[[Builder], Builder]:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
 
@@ -70,9 +69,7 @@ def discriminator_names() -> list[str]:
 
 def _lookup(table: dict, kind: str, name: str) -> Callable[..., nn.Module]:
     if name not in table:
-        raise UserError(
-            f"config net.{kind}: unknown {kind} {name!r}; known {kind}s are {', '.join(sorted(table))}"
-        )
+        raise UserError(f"config net.{kind}: unknown {kind} {name!r}; known {kind}s are {', '.join(sorted(table))}")
     return table[name]
 
 
@@ -88,9 +85,7 @@ def _check_channels(value: int, what: str) -> None:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
-def build_generator(
-    cfg: NetConfig, in_channels: int | None = None, out_channels: int | None = None
-) -> nn.Module:
+def build_generator(cfg: NetConfig, in_channels: int | None = None, out_channels: int | None = None) -> nn.Module:
     """Build and initialise the generator named by ``cfg.generator``.
 
     Args:
