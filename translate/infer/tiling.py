@@ -475,7 +475,7 @@ def translate_tiled(forward: Forward, image: Tensor, plan: TilePlan) -> Tensor:
             result = forward(padded[..., y : y + rows.length, x : x + cols.length])
             if out is None:
                 out = torch.zeros(padded.shape[0], result.shape[1], rows.size, cols.size)
-            out[..., y : y + rows.length, x : x + cols.length] += result.mul_(wy).mul_(wx)
+            out[..., y : y + rows.length, x : x + cols.length] += result.mul(wy).mul_(wx)  # result may be a view of the tile
             del result
     assert out is not None  # a plan has at least one tile
     out = out.div_(total_y).div_(total_x)

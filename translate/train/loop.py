@@ -203,6 +203,10 @@ class RunOutput:
                 f"{where}: cannot be written ({exc.strerror or exc}); free disk space or fix permissions, "
                 f"then continue with --resume {self.run_dir} (the last checkpoint is intact)"
             ) from None
+        except UserError as exc:  # translate.files' failed atomic writes name the path; add how to go on
+            if "could not be written" not in str(exc):
+                raise
+            raise UserError(f"{exc}, then continue with --resume {self.run_dir} (the last checkpoint is intact)") from None
 
     def log(self, window: LossWindow, counters: Counters, bar: tqdm) -> dict[str, float]:
         """One metrics row for the window ending at this step; returns its mean losses."""
