@@ -3,6 +3,7 @@ their parameters; ``align_to_params`` guarantees it, so fused equals foreach Ada
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from translate.train.step import align_to_params
@@ -34,8 +35,9 @@ def test_fused_adam_with_aligned_layouts_equals_foreach_adam():
 
 
 def test_without_alignment_fused_adam_is_wrong_on_cpu():
-    """Documents the PyTorch behaviour align_to_params works around; if this starts failing,
-    PyTorch handles mixed layouts itself (or raises, as on CUDA) and the workaround can go."""
+    """Documents the PyTorch behaviour align_to_params works around. Once PyTorch handles mixed
+    layouts itself (or raises, as on CUDA) this skips with a message instead of failing; the
+    workaround is still tested above either way."""
     torch.manual_seed(0)
     weight = torch.nn.Parameter(torch.randn(8, 4, 3, 3).contiguous(memory_format=torch.channels_last))
     copy = torch.nn.Parameter(weight.detach().clone(memory_format=torch.preserve_format))
@@ -43,6 +45,10 @@ def test_without_alignment_fused_adam_is_wrong_on_cpu():
     fused = torch.optim.Adam([weight], lr=0.1, fused=True)
     foreach = torch.optim.Adam([copy], lr=0.1, foreach=True)
     weight.grad, copy.grad = grad.clone(), grad.clone()
-    fused.step()
+    try:
+        fused.step()
+    except RuntimeError:
+        pytest.skip("this PyTorch refuses mixed layouts in fused CPU Adam: align_to_params may be removable")
     foreach.step()
-    assert (weight - copy).abs().max() > 0.01
+    if (weight - copy).abs().max() <= 0.01:
+        pytest.skip("upstream fixed: this PyTorch's fused CPU Adam is right with mixed layouts; align_to_params may be removable")
