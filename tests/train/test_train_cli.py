@@ -189,3 +189,24 @@ def test_config_file_and_set_precedence(tmp_path: Path, capsys) -> None:
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["model"] == "pix2pix" and cfg["train"]["lr"] == 0.01 and cfg["train"]["epochs"] == 9
     assert cfg["net"]["generator"] == "unet_256"  # the pix2pix preset, not cyclegan's
+
+
+def test_resume_of_a_run_killed_during_its_first_save_starts_it_from_step_0(unpaired_data: Path, tmp_path: Path, caplog) -> None:
+    args = ["--model", "cyclegan", "--data", str(unpaired_data), "--steps", "2", "--save-every", "2", "--seed", "3", *TINY_CYCLEGAN]
+    whole = tmp_path / "whole"
+    assert main(["train", *args, "--out", str(whole)]) == 0
+    # what a run killed in its first checkpoint write leaves: its config and a temporary folder
+    killed = tmp_path / "killed"
+    (killed / "checkpoints" / ".tmp-step_0000002-0badc0de").mkdir(parents=True)
+    (killed / "config.yaml").write_text((whole / "config.yaml").read_text())
+    with caplog.at_level("INFO", logger="translate"):
+        assert main(["train", "--resume", str(killed)]) == 0
+    assert any("starting it from step 0" in r.getMessage() for r in caplog.records)
+    assert [p.name for p in list_checkpoints(killed / "checkpoints")] == ["step_0000002"]
+    ours, theirs = weights_of(killed / "checkpoints" / "step_0000002"), weights_of(whole / "checkpoints" / "step_0000002")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_resume_of_a_folder_without_config_or_checkpoint_is_one_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err

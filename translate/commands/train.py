@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,16 @@ def _flag_dict(args: argparse.Namespace, only: set[str] | None = None) -> dict[s
     return nested
 
 
+def _unstarted_run(run_dir: Path) -> RunConfig | None:
+    """The saved config of a run directory that has ``config.yaml`` but no complete checkpoint."""
+    from translate.formats import MODEL_FILE, list_checkpoints
+
+    if not (run_dir / "config.yaml").is_file() or (run_dir / MODEL_FILE).is_file() or list_checkpoints(run_dir / "checkpoints"):
+        return None
+    data = load_yaml(run_dir / "config.yaml")
+    return merge(preset(data.get("model", "cyclegan")), data)
+
+
 def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
     """Build the run config from preset → file → flags → --set; returns (cfg, resume, init)."""
     from translate.formats import read_generator
@@ -80,6 +91,15 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
         refused = [f"--{f.replace('_', '-')}" for f in FLAG_FIELDS if getattr(args, f) is not None and f not in RESUMABLE]
         if refused:
             raise UserError(f"--resume: {', '.join(refused)} cannot change in a resumed run; start a new run with --init-from instead")
+        unstarted = _unstarted_run(Path(args.resume))
+        if unstarted is not None:  # killed during its first checkpoint write: nothing to resume yet
+            cfg = apply_overrides(merge(unstarted, _flag_dict(args, RESUMABLE)), args.overrides)
+            logging.getLogger("translate").info(
+                "%s has no complete checkpoint yet (stopped during its first save?): starting it from step 0 with its saved config.yaml",
+                args.resume,
+            )
+            args.out = args.resume
+            return cfg, None, None
         loaded = load_checkpoint(Path(args.resume))
         cfg = merge(loaded.cfg, _flag_dict(args, RESUMABLE))
         cfg = apply_overrides(cfg, args.overrides)
