@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translate.nets import build_generator
+
 STATS_MAX_SIDE = 2048
 """Cap on the long side (pixels) of the downscaled copy used for instance-norm statistics of
 images that do not fit the memory budget at full resolution (it bounds that pass's time)."""
@@ -125,8 +127,6 @@ def _probe_bytes_per_pixel(net_config: Any, multiple: int) -> float:
     identity ``_cdata`` (meta storages have no data pointer to tell them apart).
     """
     from torch.utils._python_dispatch import TorchDispatchMode
-
-    from translate.nets import build_generator
 
     class LiveBytes(TorchDispatchMode):
         def __init__(self) -> None:
@@ -227,13 +227,13 @@ class MemoryBudget:
         """The largest tile side whose activations fit what the budget leaves after the
         full-resolution buffers of a ``height`` x ``width`` image padded to the size multiple
         (none counted when the size is not given or ``host_buffers`` is false), within
-        [:data:`MIN_AUTO_TILE`, :data:`MAX_AUTO_TILE`]; :func:`plan_tiles` rounds it to the multiple."""
+        [:data:`MIN_AUTO_TILE`, :data:`MAX_AUTO_TILE`], rounded down to the multiple."""
+        m = self.multiple
         budget = self.budget_bytes
         if height and width and self.host_buffers:
-            m = self.multiple
             budget -= self.full_resolution_bytes(math.ceil(height / m) * m, math.ceil(width / m) * m)
-        side = math.sqrt(max(budget, 0) / self.bytes_per_pixel)
-        return max(MIN_AUTO_TILE, min(MAX_AUTO_TILE, int(side)))
+        side = max(MIN_AUTO_TILE, min(MAX_AUTO_TILE, int(math.sqrt(max(budget, 0) / self.bytes_per_pixel))))
+        return max(m, side // m * m)
 
     def stats_size(self, height: int, width: int, max_side: int = STATS_MAX_SIDE) -> tuple[int, int]:
         """Size of the statistics pass's copy of a padded ``height`` x ``width`` image: long side
