@@ -210,3 +210,13 @@ def test_resume_of_a_run_killed_during_its_first_save_starts_it_from_step_0(unpa
 def test_resume_of_a_folder_without_config_or_checkpoint_is_one_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_resume_of_an_unstarted_run_keeps_its_architecture(tmp_path: Path, capsys) -> None:
+    """A run stopped before its first save restarts with its saved config; --set may not change what it trains."""
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    assert main(["train", "--model", "cyclegan", "--data", str(tmp_path), "--dry-run", *TINY_CYCLEGAN]) == 0
+    (killed / "config.yaml").write_text(capsys.readouterr().out)
+    assert main(["train", "--resume", str(killed), "--set", "net.base_channels_g=8"]) == 2
+    assert "net.*" in capsys.readouterr().err

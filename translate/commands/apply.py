@@ -8,8 +8,8 @@
 Re-running after an interruption skips finished outputs (``--overwrite`` redoes them). Each image
 keeps its size unless ``--max-side``/``--size`` resize it first; the output then has the resized
 size. Unreadable files are reported one line each and the exit status is 1; the others are
-translated. Under ``torchrun`` each rank translates ``files[rank::world]`` and prints its own
-summary line, prefixed ``[rank r/w]`` (there is no process group to gather counts over).
+translated. Under ``torchrun`` each rank translates every world-th file from its rank on and
+prints its own summary line, prefixed ``[rank r/w]`` (there is no process group to gather counts over).
 """
 
 from __future__ import annotations

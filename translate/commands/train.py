@@ -71,13 +71,17 @@ def _flag_dict(args: argparse.Namespace, only: set[str] | None = None) -> dict[s
 
 
 def _unstarted_run(run_dir: Path) -> RunConfig | None:
-    """The saved config of a run directory that has ``config.yaml`` but no complete checkpoint."""
+    """The saved config of a run directory that has ``config.yaml`` but no complete checkpoint
+    (a run stopped before or during its first checkpoint write); None for any other folder."""
     from translate.formats import MODEL_FILE, list_checkpoints
 
     if not (run_dir / "config.yaml").is_file() or (run_dir / MODEL_FILE).is_file() or list_checkpoints(run_dir / "checkpoints"):
         return None
     data = load_yaml(run_dir / "config.yaml")
-    return merge(preset(data.get("model", "cyclegan")), data)
+    try:
+        return merge(preset(data.get("model", "cyclegan")), data)
+    except UserError as exc:
+        raise UserError(f"{run_dir / 'config.yaml'}: {exc}") from None
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
@@ -92,19 +96,17 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
         if refused:
             raise UserError(f"--resume: {', '.join(refused)} cannot change in a resumed run; start a new run with --init-from instead")
         unstarted = _unstarted_run(Path(args.resume))
-        if unstarted is not None:  # killed during its first checkpoint write: nothing to resume yet
-            cfg = apply_overrides(merge(unstarted, _flag_dict(args, RESUMABLE)), args.overrides)
+        loaded = None if unstarted is not None else load_checkpoint(Path(args.resume))
+        saved = unstarted if loaded is None else loaded.cfg
+        cfg = apply_overrides(merge(saved, _flag_dict(args, RESUMABLE)), args.overrides)
+        if cfg.net != saved.net or cfg.model != saved.model:
+            raise UserError("--resume: the architecture (net.*, model) cannot change; start a new run with --init-from")
+        if loaded is None:  # stopped before or during its first checkpoint write: resume is exact, so redo it
             logging.getLogger("translate").info(
-                "%s has no complete checkpoint yet (stopped during its first save?): starting it from step 0 with its saved config.yaml",
+                "%s has no complete checkpoint yet (killed during its first save?): starting it from step 0 with its saved config.yaml",
                 args.resume,
             )
             args.out = args.resume
-            return cfg, None, None
-        loaded = load_checkpoint(Path(args.resume))
-        cfg = merge(loaded.cfg, _flag_dict(args, RESUMABLE))
-        cfg = apply_overrides(cfg, args.overrides)
-        if cfg.net != loaded.cfg.net or cfg.model != loaded.cfg.model:
-            raise UserError("--resume: the architecture (net.*, model) cannot change; start a new run with --init-from")
         return cfg, loaded, None
 
     cfg = preset(args.model or "cyclegan")
