@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
 import io
 import os
@@ -168,13 +167,15 @@ def inference(*, device: str, runs: list[tuple[str, int]], precisions: list[str]
         cfg = net_config(generator, base_channels)
         torch.manual_seed(0)
         net = build_generator(cfg)
-        plain_net = copy.deepcopy(net).eval().requires_grad_(False).to(device)  # before the runtime places the other
-        toolkit = Translator.from_module(net, cfg, device=device)
+        plain_net = copy.deepcopy(net).eval().requires_grad_(False).to(device)  # before the runtime places the others
         for side in (s for g, s in runs if g == generator):
             x = images(1, side)
             for precision in precisions:
+                # a translator per row, as a user's run has one size and precision: rows interleaved
+                # through one network would evict each other's packed weights (translate.accel)
+                toolkit = Translator.from_module(copy.deepcopy(net), cfg, device=device, precision=precision)
                 key = f"infer/{generator}/{side}/{precision}"
-                variants[f"{key}/{label}"] = functools.partial(dataclasses.replace(toolkit, precision=precision).translate_batch, x)
+                variants[f"{key}/{label}"] = functools.partial(toolkit.translate_batch, x)
                 if plain:
                     variants[f"{key}/plain"] = functools.partial(_eager, plain_net, x, device, precision, to_cpu=True)
     return variants

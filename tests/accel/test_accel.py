@@ -38,6 +38,14 @@ def _copies(layer: nn.Module) -> int:
     return len(layer._accel_packed.copies)
 
 
+def _packed(fast: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``fast(x)`` on packed weights: a shape is packed at its second call (its first runs the plain operator)."""
+    first = fast(x)
+    out = fast(x)
+    torch.testing.assert_close(out, first, atol=1e-5, rtol=1e-5)
+    return out
+
+
 def _channels_last(*items):
     return [t.to(memory_format=torch.channels_last) if isinstance(t, nn.Module) else t.contiguous(memory_format=torch.channels_last) for t in items]
 
@@ -64,7 +72,7 @@ def test_packed_conv_equals_the_plain_operator(channels_last, in_ch, out_ch, ker
         plain, x = _channels_last(plain, x)
     plain, fast = _twins(plain)
     with torch.inference_mode():
-        out, expected = fast(x), plain(x)
+        out, expected = _packed(fast, x), plain(x)
     assert _copies(fast) == 1  # the packed route ran
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert _layout(out) == _layout(expected)
@@ -89,7 +97,7 @@ def test_packed_transposed_conv_equals_the_plain_operator(channels_last, in_ch, 
         plain, x = _channels_last(plain, x)
     plain, fast = _twins(plain)
     with torch.inference_mode():
-        out, expected = fast(x), plain(x)
+        out, expected = _packed(fast, x), plain(x)
     assert _copies(fast) == 1
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert _layout(out) == _layout(expected)
@@ -102,6 +110,7 @@ def test_bf16_autocast_and_bf16_weights_match_the_plain_operator(layer_type):
     plain, x = _channels_last(layer_type(32, 16, 4, 2, 1), torch.randn(1, 32, 2, 2))
     plain, fast = _twins(plain)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(x)
         out, expected = fast(x), plain(x)
     assert out.dtype == expected.dtype == torch.bfloat16
     assert _copies(fast) == int(packed.bf16_available())  # no bf16 kernels in oneDNN: the plain operator
@@ -118,7 +127,7 @@ def test_layers_built_under_inference_mode_are_packed_too():
     with torch.inference_mode():  # parameters are inference tensors: no version counter
         plain, fast = _twins(nn.Conv2d(16, 16, 3, padding=1))
         x = torch.randn(1, 16, 3, 3)
-        torch.testing.assert_close(fast(x), plain(x))
+        torch.testing.assert_close(_packed(fast, x), plain(x))
         assert _copies(fast) == 1
 
 
@@ -128,29 +137,29 @@ def test_changed_weights_are_packed_again_and_copies_are_bounded():
     plain, fast = _twins(nn.Conv2d(16, 16, 3, padding=1))
     x = torch.randn(1, 16, 3, 3)
     with torch.inference_mode():
-        before = fast(x)
+        before = _packed(fast, x)
     with torch.no_grad():
         fast.weight.mul_(2)  # in place, as an optimizer step
         plain.weight.mul_(2)
     with torch.inference_mode():
-        after = fast(x)
+        after = _packed(fast, x)
         torch.testing.assert_close(after, plain(x))
         assert not torch.allclose(before, after)
         state = nn.Conv2d(16, 16, 3, padding=1).state_dict()
         fast.load_state_dict(state)
         plain.load_state_dict(state)
-        torch.testing.assert_close(fast(x), plain(x))
+        torch.testing.assert_close(_packed(fast, x), plain(x))
         assert _copies(fast) == 1
-        for side in range(2, 6):  # a copy per input shape, the last COPIES_PER_LAYER kept
+        for side in range(2, 6):  # a copy per repeated input shape, the last COPIES_PER_LAYER kept
             y = torch.randn(1 + side % 2, 16, side, side)
-            torch.testing.assert_close(fast(y), plain(y))
+            torch.testing.assert_close(_packed(fast, y), plain(y))
         assert _copies(fast) == packed.COPIES_PER_LAYER
         keys = list(fast._accel_packed.copies)
         fast(y)  # the shape just seen: its copy is used again, nothing repacked
         assert list(fast._accel_packed.copies) == keys
     fast.to(memory_format=torch.channels_last)  # new memory: packed again
     with torch.inference_mode():
-        torch.testing.assert_close(fast(x), plain(x))
+        torch.testing.assert_close(_packed(fast, x), plain(x))
     assert _copies(fast) == 1
     clone = copy.deepcopy(fast)  # copies never travel with the module
     assert isinstance(clone, AcceleratedConv2d) and _copies(clone) == 0
@@ -158,12 +167,29 @@ def test_changed_weights_are_packed_again_and_copies_are_bounded():
 
 
 @needs_packing
+def test_a_shape_is_packed_at_its_second_call_so_shapes_that_never_repeat_cost_no_packing():
+    torch.manual_seed(0)
+    plain, fast = _twins(nn.Conv2d(64, 64, 3, padding=1))
+    with torch.inference_mode():
+        for width in range(2, 2 + packed.SHAPES_REMEMBERED + 4):  # a folder of photos of many sizes
+            y = torch.randn(1, 64, 2, width)
+            torch.testing.assert_close(fast(y), plain(y))
+            assert _copies(fast) == 0
+        y = torch.randn(1, 64, 2, 3)  # forgotten (only the last SHAPES_REMEMBERED are kept): seen once again
+        fast(y)
+        assert _copies(fast) == 0
+        fast(y)
+        assert _copies(fast) == 1
+
+
+@needs_packing
 def test_only_layers_with_many_weights_for_their_map_are_packed():
     inner = accel.accelerate(nn.Conv2d(64, 64, 4, 2, 1))  # 65536 weights onto a 2x2 map
     outer = accel.accelerate(nn.Conv2d(3, 8, 3, padding=1))  # 216 weights for a 32x32 map
     with torch.inference_mode():
-        inner(torch.randn(1, 64, 4, 4))
-        outer(torch.randn(1, 3, 32, 32))
+        for _ in range(2):
+            inner(torch.randn(1, 64, 4, 4))
+            outer(torch.randn(1, 3, 32, 32))
     assert _copies(inner) == 1 and _copies(outer) == 0
 
 

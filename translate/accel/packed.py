@@ -38,6 +38,9 @@ COPIES_PER_LAYER = 2
 """Packed copies a layer keeps, least recently used dropped first: a translation alternates at
 most between a tiled image's statistics pass and its tiles, or between two image sizes."""
 
+SHAPES_REMEMBERED = 16
+"""Input keys (dtype, shape) a layer remembers having seen once without packing for them."""
+
 
 def available() -> bool:
     """Whether this PyTorch build has oneDNN and the packing ops this module calls."""
@@ -94,6 +97,12 @@ def _version(t: Tensor) -> int:
 class PackedWeights:
     """A layer's packed copies, keyed by (dtype, input shape); held on the layer instance.
 
+    A key is packed the second time it is asked for; its first call runs the ordinary
+    operator. Packing costs more than one ordinary call (U-Net-256 at 256², fp32: one call
+    that packs every layer took twice as long as the ordinary call), so inputs whose shapes
+    never repeat (a folder of photos of many sizes) would otherwise pay it at every image; a
+    repeated shape (video frames, tiles, a folder of one size) is packed from its second call.
+
     It remembers the weight and bias it packed (their memory and version counters): an
     in-place change (``load_state_dict``, an optimizer step) bumps a version, a move or
     ``.to()`` gives new memory, and either way the copies are dropped and packed again.
@@ -101,6 +110,7 @@ class PackedWeights:
 
     def __init__(self) -> None:
         self.copies: OrderedDict[tuple, tuple[Tensor, Tensor | None]] = OrderedDict()
+        self.seen: OrderedDict[tuple, None] = OrderedDict()  # keys asked for once, not packed
         self.source: tuple = ()
 
     @staticmethod
@@ -108,18 +118,26 @@ class PackedWeights:
         # the detached tensor keeps the memory alive, so its address cannot be reused meanwhile
         return () if t is None else (t.detach(), t.data_ptr(), t.dtype, _version(t))
 
-    def get(self, layer: nn.Module, x: Tensor, dtype: torch.dtype, transposed: bool) -> tuple[Tensor, Tensor | None]:
-        """The packed weight and the bias in ``dtype`` for input ``x`` (B, C_in, H, W)."""
+    def get(self, layer: nn.Module, x: Tensor, dtype: torch.dtype, transposed: bool) -> tuple[Tensor, Tensor | None] | None:
+        """The packed weight and the bias in ``dtype`` for input ``x`` (B, C_in, H, W), or None
+        the first time this key is asked for (the caller runs the ordinary operator)."""
         weight, bias = layer.weight, layer.bias
         current = (self._identity(weight), self._identity(bias))
         if not self.source or any(a[1:] != b[1:] for a, b in zip(self.source, current, strict=False)):
             self.copies.clear()  # new weights (loaded, trained, moved): forget the old copies
+            self.seen.clear()
             self.source = current
         key = (dtype, tuple(x.shape))
         entry = self.copies.get(key)
         if entry is not None:
             self.copies.move_to_end(key)
             return entry
+        if key not in self.seen:
+            self.seen[key] = None
+            while len(self.seen) > SHAPES_REMEMBERED:
+                self.seen.popitem(last=False)
+            return None
+        del self.seen[key]
         while len(self.copies) >= COPIES_PER_LAYER:
             self.copies.popitem(last=False)
         w = weight.detach().to(dtype)
@@ -133,10 +151,14 @@ class PackedWeights:
         return entry
 
 
-def packed_forward(layer: nn.Module, cache: PackedWeights, x: Tensor, dtype: torch.dtype, transposed: bool) -> Tensor:
+def packed_forward(layer: nn.Module, cache: PackedWeights, x: Tensor, dtype: torch.dtype, transposed: bool) -> Tensor | None:
     """``layer``'s output (B, C_out, H_out, W_out) through oneDNN on packed weights, in the
-    memory layout the ordinary operator returns. Raises what the private ops raise."""
-    packed, bias = cache.get(layer, x, dtype, transposed)
+    memory layout the ordinary operator returns; None where ``cache`` packs nothing for this
+    call yet (:class:`PackedWeights`). Raises what the private ops raise."""
+    entry = cache.get(layer, x, dtype, transposed)
+    if entry is None:
+        return None
+    packed, bias = entry
     inp = x.to(dtype)
     if transposed:
         out = torch.ops.mkldnn._convolution_transpose_pointwise(
