@@ -6,7 +6,8 @@ built network's layers for twins that take a faster route (:mod:`translate.accel
 
 - inference on weights packed once for oneDNN, in layers with many weights for their map
   (U-Net's inner levels), fp32 and bf16 (:mod:`translate.accel.packed`);
-- training of those same layers as matrix products (:mod:`translate.accel.products`).
+- training of those same layers as matrix products (:mod:`translate.accel.products`);
+- training of instance norm through PyTorch's batch-norm kernel (:mod:`translate.accel.norms`).
 
 Each route gives the ordinary operator's results to float rounding, in the memory layout it
 returns (tests/accel compares them), and stays only while ``scripts/bench.py`` measures that it
@@ -22,7 +23,7 @@ import os
 
 from torch import nn
 
-from translate.accel import packed
+from translate.accel import norms, packed
 from translate.accel.convs import TWINS, AcceleratedConv2d, AcceleratedConvTranspose2d
 
 __all__ = ["SWITCH", "AcceleratedConv2d", "AcceleratedConvTranspose2d", "accelerate", "enabled"]
@@ -43,7 +44,9 @@ def accelerate(module: nn.Module) -> nn.Module:
 
     Every ``nn.Conv2d`` and ``nn.ConvTranspose2d`` (exactly those classes; subclasses and
     parametrized layers are left alone) becomes its accelerated twin: the same object with the
-    same parameters, buffers, hooks and ``state_dict``; only its class changes. The twin
+    same parameters, buffers, hooks and ``state_dict``; only its class changes. Every
+    ``nn.InstanceNorm2d`` (or subclass) becomes a subclass of its own class whose CPU training
+    calls take :mod:`translate.accel.norms`. The twin
     decides at every call whether a route applies (CPU tensors, autograd on or off, dtype, no
     tracing or compiling), so the network may still be moved to another device, traced,
     scripted, compiled or exported afterwards and runs the ordinary operators there.
@@ -69,4 +72,6 @@ def accelerate(module: nn.Module) -> nn.Module:
         if twin is not None:
             layer.__class__ = twin
             layer._accel_setup(packing=packing, bf16=bf16)
+        elif isinstance(layer, nn.InstanceNorm2d) and not isinstance(layer, norms.AcceleratedInstanceNorm):
+            layer.__class__ = norms.twin_of(type(layer))
     return module

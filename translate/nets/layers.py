@@ -28,9 +28,10 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     gradients when the incoming gradient is channels-last and the batch has one image; the
     error is of the order of the gradient itself (tests/nets/test_layers.py reproduces it).
     Batch size 1 with channels-last tensors is CycleGAN's default, so the bug would silently
-    corrupt training. ``F.group_norm`` is correct for every layout, as fast, and keeps the
-    channels-last layout. Being a subclass keeps ``state_dict`` keys, ``isinstance`` checks
-    and the reference layout unchanged.
+    corrupt training. ``F.group_norm`` is correct for every layout and keeps the channels-last
+    layout (its CPU backward is slow there: :mod:`translate.accel.norms` gives CPU training a
+    faster route). Being a subclass keeps ``state_dict`` keys, ``isinstance`` checks and the
+    reference layout unchanged.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -39,96 +40,8 @@ class InstanceNorm2d(nn.InstanceNorm2d):
                 raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
             if x.shape[1] != self.num_features:
                 raise ValueError(f"expected {self.num_features} channels, got {x.shape[1]}")
-        if _channels_last_training(x):
-            return _ChannelsLastInstanceNorm.apply(x, self.weight, self.bias, self.eps)
         # num_features (a constant), not x.shape[1]: the legacy ONNX exporter needs a static group count
         return torch.nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
-
-
-def _channels_last_training(x: Tensor) -> bool:
-    return (
-        isinstance(x, Tensor)
-        and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
-        and torch.is_grad_enabled()
-        and x.requires_grad
-        and x.ndim == 4
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not x.is_contiguous()
-        and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
-    )
-
-
-NORM_BACKWARD_CHUNK = 1 << 20
-"""Elements per chunk of the channels-last instance-norm backward (4 MB in float32)."""
-
-
-class _ChannelsLastInstanceNorm(torch.autograd.Function):
-    """Group norm with one group per channel, whose backward works on (N, H*W, C) views.
-
-    PyTorch's CPU group-norm backward is slow on channels-last tensors (2.14, one core, forward +
-    backward: 256 ch at 64x64 9.0 ms fp32 / 30 ms bf16; 64 ch at 128x128 9.1 / 30 ms): it took
-    8 % of a CycleGAN training step in fp32 and 30 % with bf16 autocast. Channels-last memory is
-    an (N, H*W, C) array, so the per-(image, channel) means the backward needs are reductions
-    over its middle axis, which vectorise along C: 4.8 / 3.4 ms and 5.3 / 3.6 ms for the same
-    tensors, in float32 throughout (bf16 inputs and gradients are read as they are). The
-    forward is PyTorch's own.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
-        n, c, h, w = x.shape
-        out, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, h * w, c, eps)
-        ctx.save_for_backward(x, weight, bias, mean, rstd)
-        ctx.eps = eps
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, weight, bias, mean, rstd = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward (gradient penalty): PyTorch's own differentiable path
-            inputs = [t for t in (x, weight, bias) if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(torch.nn.functional.group_norm(x, x.shape[1], weight, bias, ctx.eps), inputs, grad, create_graph=True))
-            return tuple(next(grads) if t is not None and t.requires_grad else None for t in (x, weight, bias)) + (None,)
-        n, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # views of channels-last memory
-        grad_rows = grad.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        mean, rstd = mean.view(n, 1, c).float(), rstd.view(n, 1, c).float()
-        scale = None if weight is None else weight.float()
-        # in row chunks: the backward runs while every saved activation of the step is alive,
-        # so its temporaries stay a few MB instead of several image-sized float32 copies
-        step = max(1, NORM_BACKWARD_CHUNK // max(1, n * c))
-        chunks = [slice(i, i + step) for i in range(0, h * w, step)]
-
-        def x_hat(part: slice) -> Tensor:
-            return (rows[:, part] - mean).mul_(rstd)
-
-        sum_g = torch.zeros(n, 1, c)
-        sum_gx = torch.zeros(n, 1, c)  # sums over H*W of grad and of grad * x_hat, per image and channel
-        for part in chunks:
-            sum_g += grad_rows[:, part].sum(1, keepdim=True, dtype=torch.float32)
-            sum_gx += (grad_rows[:, part] * x_hat(part)).sum(1, keepdim=True, dtype=torch.float32)
-        grad_weight = sum_gx.sum((0, 1)).to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
-        grad_bias = sum_g.sum((0, 1)).to(bias.dtype) if bias is not None and ctx.needs_input_grad[2] else None
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            # d/dx of (x - mean) * rstd, with g = grad * weight: rstd * (g - mean(g) - x_hat * mean(g * x_hat))
-            g_mean, gx_mean = sum_g / (h * w), sum_gx / (h * w)
-            if scale is not None:
-                g_mean, gx_mean = g_mean * scale, gx_mean * scale
-
-            def grad_part(part: slice) -> Tensor:
-                g = grad_rows[:, part] if scale is None else grad_rows[:, part] * scale
-                return (g - g_mean).sub_(x_hat(part).mul_(gx_mean)).mul_(rstd)
-
-            if len(chunks) == 1:
-                grad_x = grad_part(chunks[0]).to(x.dtype)
-            else:
-                grad_x = torch.empty(n, h * w, c, dtype=x.dtype)
-                for part in chunks:
-                    grad_x[:, part] = grad_part(part)
-            grad_x = grad_x.view(n, h, w, c).permute(0, 3, 1, 2)
-        return grad_x, grad_weight, grad_bias, None
 
 
 def norm_factory(kind: NormKind) -> NormFactory:
