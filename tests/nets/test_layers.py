@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from translate.nets.layers import InstanceNorm2d, norm_factory
 
