@@ -101,7 +101,7 @@ def net_config(generator: str, base_channels: int):
     """Each model's default network: CycleGAN's ResNet-9 (instance norm), pix2pix's U-Net-256 (batch norm)."""
     from translate.config import preset
 
-    cfg = preset("pix2pix" if generator.startswith("unet") else "cyclegan").net
+    cfg = preset("pix2pix" if generator.startswith("unet") else "cyclegan", "paper").net
     cfg.generator = generator
     cfg.base_channels_g = cfg.base_channels_d = base_channels
     return cfg
@@ -139,7 +139,7 @@ def training(*, device: str, runs: list[tuple[str, int]], precisions: list[str],
     variants: Variants = {}
     for model, size in runs:
         for precision in precisions:
-            cfg = preset(model)
+            cfg = preset(model, "paper")  # what the reference trains
             cfg.net.base_channels_g = cfg.net.base_channels_d = base_channels
             cfg.data.load_size = cfg.data.crop_size = size
             cfg.train.precision, cfg.train.device = precision, device

@@ -43,6 +43,8 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.safetensors"
 MAX_METADATA_BYTES = 16 * 1024 * 1024  # JSON state of a checkpoint is small; refuse absurd headers
 STEP_DIR = re.compile(r"^step_(\d{7,})$")
+BEST_DIR = "best"
+EMA_PREFIX = "ema_"  # a checkpoint's averaged generator: ema_gen_ab (train.ema_decay), what inference reads first
 
 
 def named(path: Path, exc: UserError) -> UserError:
@@ -113,12 +115,22 @@ def checkpoint_candidates(run_dir: Path) -> list[Path]:
     return ordered
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A run directory → its latest complete checkpoint dir; a checkpoint dir → itself."""
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """``RUN/checkpoints/best`` when it is complete (validation keeps it: ``train.val_every``)."""
+    best = Path(run_dir) / "checkpoints" / BEST_DIR
+    return best if (best / MODEL_FILE).is_file() else None
+
+
+def resolve_checkpoint(path: Path, *, prefer_best: bool = False) -> Path:
+    """A run directory → its latest complete checkpoint dir (``prefer_best``: its best one, when
+    validation kept one); a checkpoint dir → itself."""
     path = Path(path)
     if (path / MODEL_FILE).is_file():
         return path
     if path.is_dir():
+        best = best_checkpoint(path) if prefer_best else None
+        if best is not None:
+            return best
         candidates = checkpoint_candidates(path)
         if candidates:
             return candidates[0]
@@ -218,6 +230,10 @@ def generator_net_config(cfg: RunConfig, direction: str) -> NetConfig:
 def read_generator(path: str | Path, direction: str = "AtoB") -> tuple[dict[str, torch.Tensor], NetConfig, str]:
     """Weights and architecture of one generator from a run dir, checkpoint dir or generator file.
 
+    A run directory gives its best checkpoint when validation kept one, else its latest; a
+    checkpoint gives its averaged generator (``ema_gen_ab``) when it has one. The source
+    description says which step and which weights were chosen.
+
     Returns:
         (state_dict, net_config, source description)
     """
@@ -239,9 +255,20 @@ def read_generator(path: str | Path, direction: str = "AtoB") -> tuple[dict[str,
             path = path.parent
         else:
             raise UserError(f"{path}: not a translate model (format {fmt!r}); pass a run directory, a checkpoint or a generator file")
-    ckpt = resolve_checkpoint(path)
-    cfg, weights, _ = read_model_file(ckpt)
+    ckpt = resolve_checkpoint(path, prefer_best=True)
+    cfg, weights, meta = read_model_file(ckpt)
     name = "gen_ab" if direction == "AtoB" else "gen_ba"
     if name not in weights:
         raise UserError(f"{ckpt}: has no {direction} generator ({cfg.model} trains only AtoB); use --direction AtoB")
-    return weights[name], generator_net_config(cfg, direction), str(ckpt)
+    averaged = EMA_PREFIX + name in weights
+    return weights[EMA_PREFIX + name if averaged else name], generator_net_config(cfg, direction), describe(ckpt, meta, averaged)
+
+
+def describe(ckpt: Path, meta: dict[str, str], averaged: bool) -> str:
+    """``RUN/checkpoints/best (step 800, the best by validation; averaged weights)``."""
+    details = [f"step {meta['step']}"] if meta.get("step", "").isdigit() else []
+    if ckpt.name == BEST_DIR:
+        details.append("the best by validation")
+    if averaged:
+        details.append("averaged weights")
+    return f"{ckpt} ({', '.join(details)})" if details else str(ckpt)

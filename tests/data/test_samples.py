@@ -10,7 +10,7 @@ import pytest
 from translate.config import DataConfig, preset
 from translate.data import PairedDataset, UnpairedDataset, build_dataset
 from translate.data.io import list_images, read_image
-from translate.data.samples import make_sample_dataset, render_night
+from translate.data.samples import make_sample_dataset, render_grade, render_night
 from translate.errors import UserError
 from translate.train.objectives import OBJECTIVES
 
@@ -73,3 +73,18 @@ def test_missing_scikit_image_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "skimage.data", None)
     with pytest.raises(UserError, match="pip install scikit-image"):
         make_sample_dataset(tmp_path / "x", "unpaired", size=16, count=1)
+
+
+def test_render_grade_is_a_subtle_warm_fade_and_always_the_same(photo):
+    image = photo("coffee", 64, 64)
+    graded = render_grade(image)
+    assert graded.dtype == np.uint8 and graded.shape == image.shape
+    assert np.array_equal(graded, render_grade(image))  # no randomness: exact targets for a benchmark
+    psnr = 10 * np.log10(255**2 / np.mean((graded.astype(float) - image) ** 2))
+    assert 20 < psnr < 35  # close to the input: returning it is a strong baseline
+    black, white = render_grade(np.zeros((2, 2, 3), np.uint8)), render_grade(np.full((2, 2, 3), 255, np.uint8))
+    assert black.min() > 0 and white.max() < 255  # faded blacks and softened whites
+    assert white[0, 0, 0] > white[0, 0, 2]  # warm: more red than blue
+    np.testing.assert_allclose(render_grade(image.astype(np.float32) / 255), graded / 255, atol=1 / 255)
+    with pytest.raises(ValueError, match="RGB"):
+        render_grade(image[..., 0])

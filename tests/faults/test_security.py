@@ -125,8 +125,13 @@ def _run_config(run: Path, change: Callable[[dict], None]) -> str:
     return json.dumps(data)
 
 
+def _inferred(values: dict) -> str:
+    """The generator ``translate apply`` reads: the averaged one where the run kept one."""
+    return "ema_gen_ab" if any(k.startswith("ema_gen_ab.") for k in values) else "gen_ab"
+
+
 def _first_conv(values: dict) -> str:
-    return next(k for k, v in values.items() if k.startswith("gen_ab.") and v.ndim == 4)
+    return next(k for k, v in values.items() if k.startswith(f"{_inferred(values)}.") and v.ndim == 4)
 
 
 NAMING_BUG = ""  # fixed: metadata errors name the file
@@ -156,7 +161,7 @@ TAMPERING = {
     "weight of the wrong shape": ("model", None, lambda v: {**v, _first_conv(v): torch.zeros(1, 2, 3, 3)}, ["shape"], ""),
     "weight of an integer dtype": ("model", None, lambda v: {**v, _first_conv(v): v[_first_conv(v)].to(torch.int32)}, ["dtype"], ""),
     "weight missing": ("model", None, lambda v: {k: t for k, t in v.items() if k != _first_conv(v)}, ["missing"], ""),
-    "unexpected extra tensor": ("model", None, lambda v: {**v, "gen_ab.evil": torch.zeros(1)}, ["unexpected"], ""),
+    "unexpected extra tensor": ("model", None, lambda v: {**v, f"{_inferred(v)}.evil": torch.zeros(1)}, ["unexpected"], ""),
     "state counters malformed": ("state", {"counters": '{"step": "x"}'}, None, ["malformed"], ""),
     "state names a missing tensor": (
         "state",

@@ -9,6 +9,7 @@ from torch import nn
 from translate.config import NetConfig
 from translate.nets import build_generator, generators
 from translate.nets.generators import ResnetGenerator, UnetGenerator, unet_generator
+from translate.nets.layers import RESIDUAL_LIMIT, residual_output
 
 # (name, side) at the smallest side each one accepts, plus larger ones where cheap.
 SHAPE_CASES = [
@@ -164,3 +165,51 @@ def test_bf16_autocast(name: str, side: int) -> None:
     assert torch.isfinite(y.float()).all()
     y.float().mean().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+# ------------------------------------------------------------------------------------------
+# residual generators: output = tanh(atanh(input) + a learned change), the identity at start
+
+
+@pytest.mark.parametrize("name", ["resnet_6blocks", "unet_128"])
+def test_residual_generator_starts_as_the_identity_and_learns_a_change(name: str, photo) -> None:
+    torch.manual_seed(0)
+    net = build_generator(tiny(name, residual=True))
+    x = photo(128, 128, "astronaut")
+    y = net(x)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT), atol=1e-5, rtol=0)
+    # the same parameters and state_dict as the plain generator: checkpoints load either way
+    plain = build_generator(tiny(name))
+    assert list(net.state_dict()) == list(plain.state_dict())
+    y.square().mean().backward()
+    assert net.output_layer().weight.grad.abs().sum() > 0  # training moves the (zeroed) output layer first
+    with torch.no_grad():
+        net.output_layer().weight.normal_(0, 0.05)
+    net.zero_grad()
+    out = net(x)
+    assert out.abs().max() < 1 and not torch.allclose(out, x, atol=1e-3)
+    out.square().mean().backward()
+    for param_name, param in net.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), param_name
+        if param.dim() > 1:
+            assert param.grad.abs().sum() > 0, param_name
+
+
+def test_residual_output_keeps_the_input_range_and_finite_gradients_at_its_ends() -> None:
+    x = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], requires_grad=True)
+    change = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True)
+    out = residual_output(x.view(1, 1, 1, 5), change.view(1, 1, 1, 5))
+    torch.testing.assert_close(out.view(-1), x.detach().clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT))
+    out.sum().backward()
+    assert torch.isfinite(change.grad).all() and (change.grad > 0).all()
+    big = residual_output(torch.zeros(1, 1, 1, 2), torch.tensor([-50.0, 50.0]).view(1, 1, 1, 2))
+    assert big.abs().max() <= 1.0
+
+
+def test_residual_needs_as_many_channels_out_as_in() -> None:
+    with pytest.raises(ValueError, match="residual needs in_channels == out_channels"):
+        ResnetGenerator(1, 3, base_channels=4, n_blocks=1, residual=True)
+    # the config's residual applies where the channels match: a grey->RGB generator stays plain
+    net = build_generator(tiny("resnet_6blocks", residual=True), in_channels=1, out_channels=3)
+    assert not net.residual and net(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)

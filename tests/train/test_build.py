@@ -23,7 +23,8 @@ def build(cfg: RunConfig, **kwargs: object) -> Training:
 
 
 def weights(training: Training) -> dict[str, torch.Tensor]:
-    return {f"{n}.{k}": v.clone() for n, m in training.nets.items() for k, v in m.state_dict().items()}
+    """Every saved network's weights, averaged generators (train.ema_decay) included."""
+    return {f"{n}.{k}": v.clone() for n, m in training.saved_nets().items() for k, v in m.state_dict().items()}
 
 
 def out_channels(net: torch.nn.Module, in_channels: int) -> int:
@@ -32,7 +33,7 @@ def out_channels(net: torch.nn.Module, in_channels: int) -> int:
 
 
 def test_networks_and_channels_come_from_the_objective_table() -> None:
-    gray_to_rgb = build(tiny("cyclegan", in_channels=1))
+    gray_to_rgb = build(tiny("cyclegan", in_channels=1))  # residual generators where channels match only: none here
     nets = gray_to_rgb.nets
     assert list(nets) == ["gen_ab", "gen_ba", "disc_a", "disc_b"]
     assert out_channels(nets["gen_ab"], 1) == 3 and out_channels(nets["gen_ba"], 3) == 1
@@ -88,14 +89,14 @@ def test_state_through_a_checkpoint_continues_exactly(model, photo, tmp_path: Pa
     stopped = build(cfg)
     for i in range(2):
         step(stopped, i)
-    save_checkpoint(tmp_path, cfg, stopped.nets, stopped.state_dict(), Counters(2), keep_last=0)
+    save_checkpoint(tmp_path, cfg, stopped.saved_nets(), stopped.state_dict(), Counters(2), keep_last=0)
     loaded = load_checkpoint(tmp_path)
     resumed = build(cfg)
     resumed.load_nets(loaded.weights, loaded.path)
     resumed.load_state_dict(loaded.state, loaded.path)
     step(resumed, 2)
     expected, got = weights(straight), weights(resumed)
-    assert expected.keys() == got.keys()
+    assert expected.keys() == got.keys() and any(k.startswith("ema_gen_ab.") for k in expected)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert resumed.opt_g.param_groups[0]["lr"] == straight.opt_g.param_groups[0]["lr"]
 
@@ -131,3 +132,30 @@ def test_bad_diffaug_policy_and_precision_are_one_line() -> None:
     cfg.train.precision = "fp16"
     with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
         build(cfg)
+
+
+def test_weight_average_follows_the_trained_generators_and_ramps_up(photo) -> None:
+    cfg = tiny()
+    cfg.train.ema_decay = 0.999
+    training = build(cfg)
+    assert set(training.ema) == {"gen_ab", "gen_ba"} and set(training.saved_nets()) == {*training.nets, "ema_gen_ab", "ema_gen_ba"}
+    assert all(not p.requires_grad for m in training.ema.values() for p in m.parameters())
+    before = {k: v.clone() for k, v in training.ema["gen_ab"].state_dict().items()}
+    assert training.train_step(batch(0, photo), 0).applied
+    live, average = training.nets["gen_ab"].state_dict(), training.ema["gen_ab"].state_dict()
+    decay = 2 / 11  # min(ema_decay, (1 + step) / (10 + step)) after the first step: early weights fade fast
+    for key, value in average.items():
+        torch.testing.assert_close(value, decay * before[key] + (1 - decay) * live[key]), key
+    assert training.inference_nets()["gen_ab"] is training.ema["gen_ab"]
+    moved = [k for k in average if not torch.equal(live[k], before[k])]  # (a residual generator's first step moves its output layer)
+    assert moved and not any(torch.equal(average[k], live[k]) for k in moved)
+
+
+def test_gan_warmup_ramps_the_adversarial_weight_from_zero(photo) -> None:
+    cfg = tiny()
+    cfg.train.gan_warmup = 4
+    training = build(cfg)
+    first = training.train_step(batch(0, photo), 0).g_losses
+    assert first["g_ab"].item() == 0 and first["g_ba"].item() == 0 and first["cycle_a"].item() > 0
+    later = training.train_step(batch(4, photo), 4).g_losses
+    assert later["g_ab"].item() > 0 and later["g_ba"].item() > 0

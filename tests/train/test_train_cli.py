@@ -51,12 +51,16 @@ def test_cyclegan_run_writes_checkpoint_samples_metrics(unpaired_data: Path, tmp
     grid = Image.open(run / "samples" / "step_0000002.png")
     assert grid.size == (3 * 32, 2 * 32)  # rows A|fake_b|rec_a and B|fake_a|rec_b
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3]
+    steps = [r for r in rows if "images_per_s" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
     for key in ("g_ab", "g_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "d_a", "d_b", "images_per_s", "lr"):
-        assert key in rows[-1]
+        assert key in steps[-1]
+    # the default recipe validates on the test split at every save and at the end
+    assert [r["step"] for r in rows if "val_cycle_l1" in r] == [2, 3]
     loaded = load_checkpoint(run)
     assert loaded.counters.step == 3
-    assert set(loaded.weights) == {"gen_ab", "gen_ba", "disc_a", "disc_b"}
+    # and averages the generators' weights (what inference reads)
+    assert set(loaded.weights) == {"gen_ab", "gen_ba", "disc_a", "disc_b", "ema_gen_ab", "ema_gen_ba"}
     assert loaded.cfg.net.base_channels_g == 4  # the architecture travels with the checkpoint
 
 
@@ -65,8 +69,8 @@ def test_pix2pix_run(paired_data: Path, tmp_path: Path) -> None:
     code = main(["train", "--model", "pix2pix", "--data", str(paired_data), "--out", str(run), "--steps", "2", "--direction", "AtoB", *TINY_PIX2PIX])
     assert code == 0
     loaded = load_checkpoint(run)
-    assert set(loaded.weights) == {"gen_ab", "disc_b"}
-    assert loaded.cfg.train.gan_mode == "vanilla" and loaded.cfg.net.norm == "batch"
+    assert set(loaded.weights) == {"gen_ab", "disc_b", "ema_gen_ab"}
+    assert loaded.cfg.train.gan_mode == "vanilla" and loaded.cfg.net.norm == "instance"  # the toolkit recipe
     # conditional discriminator sees (A, B) stacked: 6 input channels
     first = [v for k, v in loaded.weights["disc_b"].items() if v.ndim == 4][0]
     assert first.shape[1] == 6
@@ -135,7 +139,9 @@ def test_finetune_from_run_and_from_generator_file(unpaired_data: Path, paired_d
     tuned = load_checkpoint(ft)
     assert tuned.counters.step == 1 and tuned.cfg.net == src.cfg.net
     for net in ("gen_ab", "gen_ba", "disc_a", "disc_b"):
-        for key, value in src.weights[net].items():
+        # a generator starts from the source's averaged weights: what its inference used
+        source_weights = src.weights.get(f"ema_{net}", src.weights[net])
+        for key, value in source_weights.items():
             assert torch.equal(value, tuned.weights[net][key]), (net, key)
 
     from translate.formats import generator_net_config, save_generator
@@ -172,7 +178,19 @@ def test_finetune_from_run_and_from_generator_file(unpaired_data: Path, paired_d
     assert tuned2.cfg.net.base_channels_g == 4
     for key, value in src.weights["gen_ab"].items():
         assert torch.equal(value, tuned2.weights["gen_ab"][key]), key
-    assert set(tuned2.weights) == {"gen_ab", "gen_ba", "disc_a", "disc_b"}
+    assert set(tuned2.weights) == {"gen_ab", "gen_ba", "disc_a", "disc_b", "ema_gen_ab", "ema_gen_ba"}
+
+
+def test_paper_preset_is_the_papers_recipe(capsys) -> None:
+    assert main(["train", "--model", "pix2pix", "--preset", "paper", "--dry-run"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["net"]["norm"] == "batch" and cfg["train"]["ema_decay"] == 0 and cfg["train"]["val_every"] == 0
+    assert main(["train", "--model", "cyclegan", "--preset", "paper", "--dry-run"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert not cfg["net"]["residual"] and cfg["train"]["ema_decay"] == 0 and cfg["train"]["lambda_identity"] == 0.5
+    assert main(["train", "--model", "cyclegan", "--dry-run"]) == 0
+    toolkit = yaml.safe_load(capsys.readouterr().out)
+    assert toolkit["net"]["residual"] and toolkit["train"]["ema_decay"] > 0
 
 
 def test_dry_run_prints_resolved_config(capsys) -> None:

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from translate.cli import main
+from translate.formats import read_generator
 from translate.train.checkpoint import load_checkpoint
 
 from .conftest import TINY_CYCLEGAN, TINY_PIX2PIX
@@ -50,11 +51,28 @@ def test_pix2pix_validation_logs_paired_metrics_and_keeps_best(paired_data: Path
     assert best.counters.step == best_step
     assert best.state["validation"]["metric"] == "psnr"
     assert (run / "samples" / "val_step_0000004.png").is_file()
+    # inference from the run takes the best checkpoint's averaged generator and says which step
+    weights, _, source = read_generator(run)
+    assert Path(source.split(" (")[0]) == run / "checkpoints" / "best" and f"step {best_step}" in source
+    assert all(torch.equal(v, best.weights["ema_gen_ab"][k]) for k, v in weights.items())
+    latest, _, source = read_generator(run / "checkpoints" / "step_0000004")  # a checkpoint: itself
+    assert "best" not in source and all(torch.equal(v, load_checkpoint(run).weights["ema_gen_ab"][k]) for k, v in latest.items())
+
+
+def test_paper_preset_validates_nothing_and_infers_from_the_latest_trained_weights(paired_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert (
+        main(["train", "--model", "pix2pix", "--preset", "paper", "--data", str(paired_data), "--out", str(run), "--steps", "2", *TINY_PIX2PIX]) == 0
+    )
+    assert not any("val_psnr" in r for r in rows(run)) and not (run / "checkpoints" / "best").exists()
+    weights, _, source = read_generator(run)
+    assert Path(source.split(" (")[0]) == run / "checkpoints" / "step_0000002"
+    assert all(torch.equal(v, load_checkpoint(run).weights["gen_ab"][k]) for k, v in weights.items())
 
 
 def test_cyclegan_validation_uses_cycle_error_and_resume_keeps_best(unpaired_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    args = ["--set", "train.val_every=1", "--set", "train.val_images=2"]
+    args = ["--set", "train.val_every=1", "--set", "train.val_images=2", "--set", "train.best_metric=cycle_l1"]
     assert main(["train", "--data", str(unpaired_data), "--out", str(run), "--steps", "2", *TINY_CYCLEGAN, *args]) == 0
     first_best = load_checkpoint(run / "checkpoints" / "best").state["validation"]["best"]
     assert main(["train", "--resume", str(run), "--steps", "3"]) == 0
@@ -62,6 +80,17 @@ def test_cyclegan_validation_uses_cycle_error_and_resume_keeps_best(unpaired_dat
     assert [r["step"] for r in val] == [1, 2, 3]
     best = load_checkpoint(run / "checkpoints" / "best").state["validation"]
     assert best["best"] == min(r["val_cycle_l1"] for r in val) <= first_best
+
+
+def test_cyclegan_keeps_no_best_checkpoint_by_the_cycle_error_unless_asked(unpaired_data: Path, tmp_path: Path, caplog) -> None:
+    # a generator near the identity (a residual one, at its start) has the lowest cycle error, so
+    # auto chooses by KID, which needs the Inception weights: without them no best is kept
+    run = tmp_path / "run"
+    with caplog.at_level("INFO", logger="translate"):
+        assert main(["train", "--data", str(unpaired_data), "--out", str(run), "--steps", "2", *TINY_CYCLEGAN, "--set", "train.val_every=1"]) == 0
+    assert "no best checkpoint" in caplog.text
+    assert not (run / "checkpoints" / "best").exists()
+    assert [r["step"] for r in rows(run) if "val_cycle_l1" in r] == [1, 2]  # still measured and logged
 
 
 def test_diffaugment_trains_and_resumes_exactly(unpaired_data: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from translate.config import RunConfig, apply_overrides, dump_yaml, load_yaml, merge, preset
+from translate.config import RECIPES, RunConfig, apply_overrides, dump_yaml, load_yaml, merge, preset
 from translate.errors import UserError
 
 # flag -> (section, key): the contract flags map onto config fields
@@ -36,6 +36,12 @@ RESUMABLE = {"steps", "epochs", "save_every", "sample_every", "log_every", "devi
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (CycleGAN or pix2pix)", description=__doc__)
     p.add_argument("--model", choices=["cyclegan", "pix2pix"], help="model to train (default cyclegan)")
+    p.add_argument(
+        "--preset",
+        choices=RECIPES,
+        help="starting recipe: toolkit (default: the paper's with the changes README's training section lists and measures) "
+        "or paper (the paper's recipe as the reference code trains it, to compare with published results)",
+    )
     p.add_argument("--data", help="dataset folder (trainA/trainB, or train/ with pairs)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN", help="continue RUN exactly from its newest complete checkpoint")
@@ -79,7 +85,7 @@ def _unstarted_run(run_dir: Path) -> RunConfig | None:
         return None
     data = load_yaml(run_dir / "config.yaml")
     try:
-        return merge(preset(data.get("model", "cyclegan")), data)
+        return merge(preset(data.get("model", "cyclegan"), "paper"), data)  # the dataclass defaults, as for a checkpoint
     except UserError as exc:
         raise UserError(f"{run_dir / 'config.yaml'}: {exc}") from None
 
@@ -90,8 +96,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
     from translate.train.checkpoint import load_checkpoint
 
     if args.resume:
-        if args.init_from or args.model or args.config:
-            raise UserError("--resume continues a run as it was configured; drop --model/--config/--init-from")
+        if args.init_from or args.model or args.config or args.preset:
+            raise UserError("--resume continues a run as it was configured; drop --model/--preset/--config/--init-from")
         refused = [f"--{f.replace('_', '-')}" for f in FLAG_FIELDS if getattr(args, f) is not None and f not in RESUMABLE]
         if refused:
             raise UserError(f"--resume: {', '.join(refused)} cannot change in a resumed run; start a new run with --init-from instead")
@@ -109,11 +115,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
             args.out = args.resume
         return cfg, loaded, None
 
-    cfg = preset(args.model or "cyclegan")
+    recipe = args.preset or "toolkit"
+    cfg = preset(args.model or "cyclegan", recipe)
     if args.config:
         data = load_yaml(args.config)
         if "model" in data and args.model is None:
-            cfg = preset(data["model"])
+            cfg = preset(data["model"], recipe)
         cfg = merge(cfg, data)
         if args.model:
             cfg = dataclasses.replace(cfg, model=args.model)
@@ -130,7 +137,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
                 init = ({"gen_ab": weights}, origin)
                 cfg = dataclasses.replace(cfg, net=net_cfg)
         if init is None:
-            loaded = load_checkpoint(source.parent if source.is_file() else source, with_state=False)
+            loaded = load_checkpoint(source.parent if source.is_file() else source, with_state=False, prefer_best=True)
             # the architecture comes with the weights; data, schedule and lr are the new run's
             cfg = dataclasses.replace(cfg, net=loaded.cfg.net)
             init = (loaded.weights, str(loaded.path))

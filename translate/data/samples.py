@@ -78,6 +78,37 @@ def render_night(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x.astype(img.dtype)
 
 
+GRADE_CURVES = np.array([0.85, 1.0, 1.25], dtype=np.float32)  # R, G, B gamma: warmer mid-tones
+GRADE_BLACK = np.array([0.06, 0.05, 0.02], dtype=np.float32)  # faded, warm shadows
+GRADE_WHITE = np.array([0.96, 0.93, 0.85], dtype=np.float32)  # soft, cream highlights
+GRADE_SATURATION = 0.75
+
+
+def render_grade(img: np.ndarray) -> np.ndarray:
+    """A subtle photographic change, always the same: a warm, faded film grade.
+
+    Per-channel tone curves warm the mid-tones, blacks are lifted and whites lowered towards
+    warm tints, and colours lose a quarter of their saturation. Every pixel keeps its place and
+    most of its value, so returning the input is already close (a strong "do nothing"
+    baseline); a translation that changes content or adds artefacts scores below it.
+
+    Args:
+        img: uint8 (H, W, 3) RGB, or float (H, W, 3) in [0, 1].
+
+    Returns:
+        The graded image, with ``img``'s dtype and shape.
+    """
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {img.shape}")
+    x = np.clip(to_unit(img), 0.0, 1.0) ** GRADE_CURVES
+    x = GRADE_BLACK + (GRADE_WHITE - GRADE_BLACK) * x
+    luma = to_channels(x, 1)
+    x = np.clip(luma + GRADE_SATURATION * (x - luma), 0.0, 1.0)
+    if img.dtype == np.uint8:
+        return np.round(x * 255.0).astype(np.uint8)
+    return x.astype(img.dtype)
+
+
 def edges(photo: np.ndarray) -> np.ndarray:
     """Canny edges of a uint8 RGB photo as a uint8 RGB sketch: black lines on white."""
     gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)

@@ -12,6 +12,7 @@ translated, and cropped back.
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ class Translator:
             weights, net_cfg, source = read_reference_generator(path, arch=arch)
         else:
             weights, net_cfg, source = read_generator(path, direction)
+        logging.getLogger("translate").info("model: %s", source)  # which checkpoint and weights a run directory gave
         net = build_checked(lambda: build_generator(net_cfg), weights, source)
         return cls.from_module(
             net,

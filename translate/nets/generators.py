@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from translate.config import NetConfig, NormKind
-from translate.nets.layers import check_image_batch, conv_bias, norm_factory
+from translate.nets.layers import check_image_batch, check_residual, conv_bias, norm_factory, residual_output
 from translate.nets.registry import register_generator
 
 PaddingKind = Literal["reflect", "replicate", "zero"]
@@ -88,6 +88,10 @@ class ResnetGenerator(nn.Module):
         norm: norm layer kind.
         dropout: dropout(0.5) inside each residual block.
         padding: border handling inside the residual blocks.
+        residual: output ``tanh(atanh(x) + net(x))`` instead of ``tanh(net(x))``
+            (:func:`~translate.nets.layers.residual_output`); with the output layer zeroed
+            (``build_generator`` does) the untrained generator is the identity. Needs
+            ``in_channels == out_channels``.
 
     Shape: ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, out_channels, H, W)`` in [-1, 1].
     """
@@ -103,8 +107,10 @@ class ResnetGenerator(nn.Module):
         norm: NormKind = "instance",
         dropout: bool = False,
         padding: PaddingKind = "reflect",
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        check_residual("ResnetGenerator", residual, in_channels, out_channels)
         for name, value, least in (
             ("in_channels", in_channels, 1),
             ("out_channels", out_channels, 1),
@@ -116,6 +122,7 @@ class ResnetGenerator(nn.Module):
                 raise ValueError(f"ResnetGenerator: {name} must be >= {least}, got {value!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.residual = residual
         self.size_multiple = 2**n_downsampling
         # reflection padding in the residual blocks needs at least 2 pixels after downsampling
         self.min_size = 2 * self.size_multiple
@@ -148,9 +155,13 @@ class ResnetGenerator(nn.Module):
         layers += [
             nn.ReflectionPad2d(3),
             nn.Conv2d(channels, out_channels, kernel_size=7),
-            nn.Tanh(),
+            nn.Identity() if residual else nn.Tanh(),  # no parameters: the state_dict layout is the same
         ]
         self.model = nn.Sequential(*layers)
+
+    def output_layer(self) -> nn.Module:
+        """The last convolution, whose output is the image (before tanh)."""
+        return self.model[-2]
 
     def forward(self, x: Tensor) -> Tensor:
         # The bottleneck must keep >= 2 pixels: reflection padding needs pad < size.
@@ -161,7 +172,7 @@ class ResnetGenerator(nn.Module):
             multiple=self.size_multiple,
             min_size=self.min_size,
         )
-        return self.model(x)
+        return residual_output(x, self.model(x)) if self.residual else self.model(x)
 
 
 UnetRole = Literal["outermost", "middle", "innermost"]
@@ -188,6 +199,7 @@ class UnetSkipBlock(nn.Module):
         in_channels: int | None = None,
         submodule: nn.Module | None = None,
         dropout: bool = False,
+        final_tanh: bool = True,
     ) -> None:
         super().__init__()
         if (submodule is None) != (role == "innermost"):
@@ -204,7 +216,7 @@ class UnetSkipBlock(nn.Module):
         layers: list[nn.Module]
         if role == "outermost":
             up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
-            layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
+            layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh() if final_tanh else nn.Identity()]
         elif role == "innermost":
             up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, make_norm(outer_channels)]
@@ -245,6 +257,7 @@ class UnetGenerator(nn.Module):
         base_channels: channels of the outermost level (``ngf``).
         norm: norm layer kind (pix2pix uses ``batch``).
         dropout: dropout in the deep decoder levels.
+        residual: output ``tanh(atanh(x) + net(x))``, as :class:`ResnetGenerator`'s.
 
     Shape: ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, out_channels, H, W)`` in [-1, 1].
     """
@@ -258,8 +271,10 @@ class UnetGenerator(nn.Module):
         base_channels: int = 64,
         norm: NormKind = "instance",
         dropout: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        check_residual("UnetGenerator", residual, in_channels, out_channels)
         for name, value, least in (
             ("in_channels", in_channels, 1),
             ("out_channels", out_channels, 1),
@@ -270,6 +285,7 @@ class UnetGenerator(nn.Module):
                 raise ValueError(f"UnetGenerator: {name} must be >= {least}, got {value!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.residual = residual
         self.size_multiple = 2**num_downs
         self.min_size = self.size_multiple
         widest = base_channels * 8
@@ -279,11 +295,17 @@ class UnetGenerator(nn.Module):
             block = UnetSkipBlock(widest, widest, role="middle", norm=norm, submodule=block, dropout=dropout)
         for outer in (base_channels * 4, base_channels * 2, base_channels):
             block = UnetSkipBlock(outer, outer * 2, role="middle", norm=norm, submodule=block)
-        self.model = UnetSkipBlock(out_channels, base_channels, role="outermost", norm=norm, in_channels=in_channels, submodule=block)
+        self.model = UnetSkipBlock(
+            out_channels, base_channels, role="outermost", norm=norm, in_channels=in_channels, submodule=block, final_tanh=not residual
+        )
+
+    def output_layer(self) -> nn.Module:
+        """The outermost transposed convolution, whose output is the image (before tanh)."""
+        return self.model.model[3]
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, channels=self.in_channels, where="UnetGenerator", multiple=self.size_multiple)
-        return self.model(x)
+        return residual_output(x, self.model(x)) if self.residual else self.model(x)
 
 
 # ----------------------------------------------------------------------------------------
@@ -299,6 +321,7 @@ def resnet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, n_b
         n_blocks=n_blocks,
         norm=cfg.norm,
         dropout=cfg.dropout,
+        residual=cfg.residual,
     )
 
 
@@ -311,6 +334,7 @@ def unet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, num_d
         base_channels=cfg.base_channels_g,
         norm=cfg.norm,
         dropout=cfg.dropout,
+        residual=cfg.residual,
     )
 
 

@@ -189,3 +189,28 @@ def check_image_batch(
         )
     if min(height, width) < min_size:
         raise ValueError(f"{where}: height and width must be at least {min_size}, got shape {tuple(x.shape)}")
+
+
+RESIDUAL_LIMIT = 1.0 - 1e-3
+"""Inputs are clamped to +-this before ``atanh`` (which is infinite at +-1): a change of at
+most 0.0005 in [0, 1] units, below half a level of an 8-bit image."""
+
+
+def residual_output(x: Tensor, change: Tensor) -> Tensor:
+    """A generator output that is its input plus a learned change, in tanh space.
+
+    ``tanh(atanh(x) + change)``: equals ``x`` (up to :data:`RESIDUAL_LIMIT`) where ``change``
+    is 0 and stays in (-1, 1) for any change, smoothly (a clamp would stop gradients at the
+    ends of the range). For domains whose images line up with their translations (day→night,
+    a colour grade, a season) the untrained generator then already returns the content, and
+    training learns only what differs.
+
+    Shape: ``x`` and ``change`` ``(B, C, H, W)``, ``x`` in [-1, 1] → ``(B, C, H, W)`` in (-1, 1).
+    """
+    return torch.tanh(torch.atanh(x.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT)) + change)
+
+
+def check_residual(where: str, residual: bool, in_channels: int, out_channels: int) -> None:
+    """A residual generator adds its output to its input: both need the same channels."""
+    if residual and in_channels != out_channels:
+        raise ValueError(f"{where}: residual needs in_channels == out_channels, got {in_channels} and {out_channels}")

@@ -9,6 +9,7 @@ init (and spectral norm for discriminators), so builders stay free of it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import torch
@@ -90,7 +91,9 @@ def build_generator(cfg: NetConfig, in_channels: int | None = None, out_channels
 
     Args:
         cfg: the network config (``generator``, ``base_channels_g``, ``norm``, ``dropout``,
-            ``init``, ``init_gain``).
+            ``init``, ``init_gain``, ``residual``: where ``in_channels == out_channels``, the
+            output layer then starts at zero, so the untrained generator returns its input;
+            registered generators with ``residual`` provide ``output_layer()``).
         in_channels: channels of its input; default ``cfg.in_channels``. CycleGAN's B→A
             generator passes ``cfg.out_channels`` here.
         out_channels: channels of its output; default ``cfg.out_channels``.
@@ -109,8 +112,16 @@ def build_generator(cfg: NetConfig, in_channels: int | None = None, out_channels
     out_channels = cfg.out_channels if out_channels is None else out_channels
     _check_channels(in_channels, "in_channels")
     _check_channels(out_channels, "out_channels")
-    net = builder(cfg, in_channels, out_channels)
-    return init_weights(net, cfg.init, cfg.init_gain)
+    # a residual generator adds its input to its output, so only one with the same channels in
+    # and out can be one (as the identity loss: a grey->RGB CycleGAN's generators stay plain)
+    residual = cfg.residual and in_channels == out_channels
+    net = init_weights(builder(replace(cfg, residual=residual), in_channels, out_channels), cfg.init, cfg.init_gain)
+    if residual:  # the untrained generator is the identity: training learns only the change
+        layer = net.output_layer()
+        nn.init.zeros_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    return net
 
 
 def build_discriminator(cfg: NetConfig, in_channels: int) -> nn.Module:

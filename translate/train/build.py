@@ -11,9 +11,10 @@ Which networks exist and their channels come from the model's entry in the objec
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from translate.config import RunConfig
 from translate.errors import UserError
-from translate.formats import MODEL_FILE, STATE_FILE, load_weights
+from translate.formats import EMA_PREFIX, MODEL_FILE, STATE_FILE, load_weights
 from translate.nets import build_discriminator, build_generator
 from translate.runtime import DistInfo, autocast_dtype, channels_last_activations, place
 from translate.train.objectives import OBJECTIVES, DiscContext, Objective
@@ -63,6 +64,31 @@ class Training:
     ctx: DiscContext  # holds the gradient-penalty generator
     channels_last: bool  # batches go channels-last on this device
     aug_generator: torch.Generator  # DiffAugment's randomness (unused without train.diffaug)
+    ema: dict[str, nn.Module] = field(default_factory=dict)  # averaged generators by name (train.ema_decay > 0)
+
+    def saved_nets(self) -> dict[str, nn.Module]:
+        """What a checkpoint's model file holds: every network, and each averaged generator as
+        ``ema_<name>`` (what inference reads first: :func:`translate.formats.read_generator`)."""
+        return self.nets | {EMA_PREFIX + name: module for name, module in self.ema.items()}
+
+    def inference_nets(self) -> dict[str, nn.Module]:
+        """The networks validation runs: the averaged generators where there are any."""
+        return self.nets | self.ema
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """Move each averaged generator towards its trained one after step ``step`` (1-based).
+
+        The decay ramps up as ``min(ema_decay, (1 + step) / (10 + step))``, so a short run's
+        average is not dominated by the random initial weights. Buffers (batch-norm statistics)
+        are copied, not averaged.
+        """
+        decay = min(self.cfg.train.ema_decay, (1 + step) / (10 + step))
+        for name, average in self.ema.items():
+            live = self.nets[name]
+            torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - decay)
+            for mine, theirs in zip(average.buffers(), live.buffers(), strict=True):
+                mine.copy_(theirs)
 
     def seed_step(self, step: int) -> None:
         """Reseed dropout, gradient-penalty and DiffAugment randomness from (seed, rank, step):
@@ -72,14 +98,23 @@ class Training:
         self.ctx.generator.manual_seed(step_seed(seed + 1, rank, step))
         self.aug_generator.manual_seed(step_seed(seed + 2, rank, step))
 
-    def train_step(self, batch: dict[str, Any]) -> StepResult:
-        """One optimisation step on ``batch``; moves its ``"A"`` and ``"B"`` (``(B, C, H, W)`` in
-        [-1, 1]) to the device and layout in place, so the caller's batch holds them after."""
+    def train_step(self, batch: dict[str, Any], step: int = 0) -> StepResult:
+        """Optimisation step ``step`` (0-based) on ``batch``; moves its ``"A"`` and ``"B"``
+        (``(B, C, H, W)`` in [-1, 1]) to the device and layout in place, so the caller's batch
+        holds them after. With ``train.gan_warmup`` the adversarial weight is
+        ``lambda_gan * min(1, step / gan_warmup)``; with ``train.ema_decay`` the averaged
+        generators follow an applied step."""
         for key in ("A", "B"):
             batch[key] = batch[key].to(self.device, non_blocking=True)
             if self.channels_last:
                 batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
-        return self.step(batch, self.cfg.train, self.ctx)
+        tc = self.cfg.train
+        if tc.gan_warmup and step < tc.gan_warmup:
+            tc = replace(tc, lambda_gan=tc.lambda_gan * step / tc.gan_warmup)
+        result = self.step(batch, tc, self.ctx)
+        if self.ema and result.applied:
+            self.update_ema(step + 1)
+        return result
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint's ``state.safetensors`` holds of this run: optimizers, schedulers,
@@ -117,8 +152,8 @@ class Training:
             ) from None
 
     def load_nets(self, weights: dict[str, dict[str, torch.Tensor]], source: Path) -> None:
-        """Load every network's weights (by net name) from checkpoint folder ``source``."""
-        for name, module in self.nets.items():
+        """Load every network's weights (by net name, :meth:`saved_nets`) from checkpoint folder ``source``."""
+        for name, module in self.saved_nets().items():
             if name not in weights:
                 raise UserError(f"{source / MODEL_FILE}: has no {name} weights; the checkpoint is damaged, resume from an older one")
             load_weights(module, weights[name], f"{source} ({name})")
@@ -172,6 +207,8 @@ def build_training(
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     aug_generator = torch.Generator()
     g_phase, d_phase = phase_modules(cfg, objective, nets, device, dist, aug_generator)
+    # averaged copies of the placed generators (same layout); never trained, so no gradients
+    ema = {name: copy.deepcopy(nets[name]).requires_grad_(False) for name in objective.generators} if tc.ema_decay > 0 else {}
     return Training(
         cfg=cfg,
         objective=objective,
@@ -189,6 +226,7 @@ def build_training(
         ctx=DiscContext(cfg=tc, pools=pools, generator=torch.Generator()),
         channels_last=channels_last_activations(device),
         aug_generator=aug_generator,
+        ema=ema,
     )
 
 
@@ -207,12 +245,14 @@ def build_nets(cfg: RunConfig, objective: Objective) -> dict[str, nn.Module]:
 
 
 def init_from_weights(nets: dict[str, nn.Module], source: dict[str, dict[str, torch.Tensor]], origin: str) -> list[str]:
-    """Load the networks ``source`` has; the others (e.g. discriminators) stay freshly initialised."""
+    """Load the networks ``source`` has (a generator from its averaged weights, where the source
+    has them: what its inference used); the others (e.g. discriminators) stay freshly initialised."""
     loaded = []
     for name, module in nets.items():
-        if name in source:
-            load_weights(module, source[name], f"{origin} ({name})")
-            loaded.append(name)
+        averaged = EMA_PREFIX + name in source
+        if averaged or name in source:
+            load_weights(module, source[EMA_PREFIX + name if averaged else name], f"{origin} ({name})")
+            loaded.append(f"{name} (averaged)" if averaged else name)
     if not any(n.startswith("gen") for n in loaded):
         raise UserError(f"{origin}: holds no generator for this model; pass a run, checkpoint or generator file")
     return loaded

@@ -204,9 +204,10 @@ class LoadedCheckpoint:
     counters: Counters
 
 
-def load_checkpoint(path: Path, *, with_state: bool = True) -> LoadedCheckpoint:
-    """Read a checkpoint directory (or a run directory's latest) without building networks."""
-    ckpt = resolve_checkpoint(path)
+def load_checkpoint(path: Path, *, with_state: bool = True, prefer_best: bool = False) -> LoadedCheckpoint:
+    """Read a checkpoint directory (or a run directory's latest; ``prefer_best``: its best, when
+    validation kept one) without building networks."""
+    ckpt = resolve_checkpoint(path, prefer_best=prefer_best)
     cfg, weights, meta = read_model_file(ckpt)
     state = None
     counters = Counters()

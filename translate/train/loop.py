@@ -41,7 +41,7 @@ from translate.train.logger import MetricsLog, save_grid
 from translate.train.objectives import OBJECTIVES
 from translate.train.sampler import ResumableSampler
 from translate.train.step import StepResult
-from translate.train.validation import Validator
+from translate.train.validation import Validator, build_validator
 
 log = logging.getLogger("translate")
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before training gives up
@@ -83,7 +83,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
 
     # --- networks, optimizers, schedules, pools and the step (DDP under torchrun); where a resumed run stood
     training = build_training(cfg, device, planned_steps=planned_steps, dist=dist_info, init_from=init_from)
-    validator = Validator(cfg, run_dir, device) if tc.val_every > 0 and main else None
+    validator = build_validator(cfg, run_dir, device) if main else None
     counters = Counters() if resume is None else resume_from(resume, training, validator)
     out = RunOutput(run_dir, training, validator, MetricsLog(run_dir, enabled=main))
     stop = StopFlag()
@@ -97,7 +97,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
             dataset.set_epoch(counters.epoch)
             for batch in loader:
                 training.seed_step(counters.step)  # dropout, gradient penalty, DiffAugment: from (seed, rank, step)
-                result = training.train_step(batch)
+                result = training.train_step(batch, counters.step)
                 bad_steps = 0 if result.applied else bad_steps + 1
                 if not result.applied:
                     out.non_finite_step(counters.step + 1, bad_steps)
@@ -120,7 +120,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                         training.sched_d.step(g_mean)
                 if main and tc.sample_every and (counters.step % tc.sample_every == 0 or counters.step == stop_at):
                     out.samples(batch, result, counters.step)
-                if validator is not None and counters.step % tc.val_every == 0:
+                if validator is not None and (counters.step % validator.every == 0 or counters.step >= stop_at):
                     out.validate(counters)
 
                 stop_requested = distributed.any_flag(dist_info, stop.signum is not None)
@@ -238,7 +238,7 @@ class RunOutput:
     def validate(self, counters: Counters) -> None:
         """Held-out scores into the metrics; ``checkpoints/best`` when the chosen one improved."""
         validator = self.validator
-        scores = self.write(validator.run, self.training.nets, counters.step)
+        scores = self.write(validator.run, self.training.inference_nets(), counters.step)
         self.write(self.metrics.write, {"step": counters.step, "epoch": counters.epoch, **scores})
         value = scores.get(f"val_{validator.metric}", float("nan"))
         if validator.improved(value):
@@ -253,7 +253,7 @@ class RunOutput:
         if self.validator is not None:
             state["validation"] = self.validator.state_dict()
         try:
-            return save_checkpoint(self.run_dir, self.cfg, self.training.nets, state, counters, keep_last=self.cfg.train.keep_last, name=name)
+            return save_checkpoint(self.run_dir, self.cfg, self.training.saved_nets(), state, counters, keep_last=self.cfg.train.keep_last, name=name)
         except NonFiniteWeights as exc:
             raise UserError(
                 f"training diverged at step {counters.step}: {exc}; the last checkpoint on disk is intact. "

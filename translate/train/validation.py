@@ -36,6 +36,32 @@ METRIC_DIRECTION = {"psnr": True, "ssim": True, "l1": False, "cycle_l1": False, 
 METRIC_MEASURE = {"psnr": "paired", "ssim": "paired", "l1": "paired", "cycle_l1": "cycle", "kid": "kid"}
 
 
+class NoTestSplit(UserError):
+    """The data has no usable test split to validate on."""
+
+
+def build_validator(cfg: RunConfig, run_dir: Path, device: torch.device) -> Validator | None:
+    """The run's validator, or None when it validates nothing.
+
+    ``train.val_every``: 0 is off; N > 0 validates every N steps and needs a test split;
+    -1 (the toolkit recipe's default) validates at every ``save_every`` when the data has a
+    test split and says in one line that it does not otherwise. Every validator also runs at
+    the run's last step, so the final weights compete for ``checkpoints/best``.
+    """
+    every = cfg.train.val_every
+    if every == 0:
+        return None
+    try:
+        validator = Validator(cfg, run_dir, device)
+    except NoTestSplit:
+        if every > 0:
+            raise
+        log.info("validation: %s has no test split (testA/testB or test/), so no best checkpoint is kept", cfg.data.root)
+        return None
+    validator.every = every if every > 0 else cfg.train.save_every
+    return validator
+
+
 class Validator:
     """Runs the held-out evaluation and keeps track of the best value."""
 
@@ -44,13 +70,14 @@ class Validator:
         from translate.nets import size_multiple
 
         self.run_dir, self.device = run_dir, device
+        self.every = max(cfg.train.val_every, 1)  # steps between validations (build_validator resolves -1)
         objective = OBJECTIVES[cfg.model]
         self.spec, self.generators = objective.validation, tuple(objective.generators)
         tc = cfg.train
         try:
             dataset = build_dataset(cfg, "test", kind=objective.data, multiple=size_multiple(cfg.net))
         except UserError as exc:
-            raise UserError(
+            raise NoTestSplit(
                 f"train.val_every is set but the data has no usable test split ({exc}); add testA/testB (or test/) or set train.val_every=0"
             ) from None
         dataset.set_epoch(0)
@@ -64,7 +91,10 @@ class Validator:
             raise UserError(f"config train.best_metric: {metric} is not measured for {cfg.model}; use {offered} (or auto)")
         self.inception = self._inception(device) if "kid" in measures else None
         if metric == "kid" and self.inception is None:
-            raise UserError("config train.best_metric: kid needs the FID Inception weights (see translate eval --help)")
+            if tc.best_metric == "kid":
+                raise UserError("config train.best_metric: kid needs the FID Inception weights (see translate eval --help)")
+            log.info("validation: no best checkpoint (choosing by KID needs the FID Inception weights); inference uses the latest")
+            metric = None
         self.metric = metric
         self.best: float | None = None
 
@@ -79,7 +109,7 @@ class Validator:
         return load_fid_inception(device=device)
 
     def improved(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if self.metric is None or not math.isfinite(value):
             return False
         if self.best is None:
             return True
