@@ -49,20 +49,32 @@ class Task:
 class Variant:
     name: str
     train_images: int | None = None  # None: all of the task's
-    settings: tuple[str, ...] = ()  # translate train --set overrides
+    settings: tuple[str, ...] = ()  # translate train --set overrides; "{steps}" is the run's step count
+    preset: str = "toolkit"  # translate train --preset: toolkit (the default recipe) or paper
 
 
 TASKS = (
     Task("sketch2photo", "pix2pix", "unet_128", 1000, data.build_sketch2photo, "test/A", "test/B", "train/B"),
     Task("day2night", "cyclegan", "resnet_6blocks", 220, data.build_day2night, "testA", "test_target", "trainB"),
+    Task("grade", "cyclegan", "resnet_6blocks", 220, data.build_grade, "testA", "test_target", "trainB"),
+)
+# the levers: each alone on top of the paper's recipe, then the default recipe that keeps the winners
+CYCLEGAN_LEVERS = (
+    Variant("paper", preset="paper"),
+    Variant("paper + residual generator", settings=("net.residual=true",), preset="paper"),
+    Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
+    Variant("paper + GAN warm-up", settings=("train.gan_warmup={half}",), preset="paper"),
+    Variant("toolkit"),
 )
 VARIANTS: dict[str, tuple[Variant, ...]] = {
-    "sketch2photo": (Variant("400 images"),),
-    "day2night": (
-        Variant("400 images"),
-        Variant("50 images", 50),
-        Variant("50 images + DiffAugment", 50, ("train.diffaug=color,translation,cutout",)),
+    "sketch2photo": (
+        Variant("paper", preset="paper"),
+        Variant("paper + instance norm", settings=("net.norm=instance",), preset="paper"),
+        Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
+        Variant("toolkit"),
     ),
+    "day2night": CYCLEGAN_LEVERS,
+    "grade": CYCLEGAN_LEVERS,
 }
 PLANS = {  # by --quick: image side, images per training set and held out; steps, generator (None: the task's); width; sheet rows
     False: dict(size=128, train_images=400, test_images=24, steps=None, generator=None, base_channels=16, sheet_rows=3),
@@ -72,10 +84,12 @@ PLANS = {  # by --quick: image side, images per training set and held out; steps
 
 def train_args(task: Task, variant: Variant, root: Path, run: Path, plan: dict, steps: int, seed: int, args: argparse.Namespace) -> list[str]:
     """The ``translate train`` command of one run: fixed steps, the crops as they are (flips only)."""
-    options = {"--model": task.model, "--data": root, "--out": run, "--steps": steps, "--crop-size": plan["size"], "--seed": seed}
+    options = {"--model": task.model, "--preset": variant.preset, "--data": root, "--out": run, "--steps": steps}
+    options |= {"--crop-size": plan["size"], "--seed": seed}
     options |= {"--precision": args.precision, "--device": "cpu", "--save-every": steps, "--sample-every": 0, "--log-every": max(1, steps // 20)}
     settings = [f"train.schedule_steps={steps}", "data.preprocess=crop", f"net.generator={plan['generator'] or task.generator}"]
-    settings += [f"net.base_channels_g={plan['base_channels']}", f"net.base_channels_d={plan['base_channels']}", *variant.settings]
+    settings += [f"net.base_channels_g={plan['base_channels']}", f"net.base_channels_d={plan['base_channels']}"]
+    settings += [s.format(steps=steps, half=max(1, steps // 2)) for s in variant.settings]
     line = ["train", *(str(x) for option, value in options.items() for x in (option, value))]
     line += [x for setting in settings for x in ("--set", setting)]
     return line + ["--threads", str(args.threads)] if args.threads else line

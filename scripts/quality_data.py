@@ -7,6 +7,9 @@ crops (``translate.data.samples.random_crop``) multiply a few photos into many s
 - day2night (unpaired, CycleGAN): ``trainA`` day crops, ``trainB`` night renderings of crops of
   *other* photos; ``testA`` held-out day crops and ``test_target`` their noise-free night
   rendering at mid-range strengths (known exactly, because the rendering is ours).
+- grade (unpaired, CycleGAN): ``trainA`` plain crops, ``trainB`` crops of *other* photos with
+  a subtle film grade (``render_grade``: warmer, faded, less saturated); ``testA`` held-out
+  crops and ``test_target`` their grade. Returning the input is a strong baseline here.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from translate.data.samples import edges, random_crop, render_night
+from translate.data.samples import edges, random_crop, render_grade, render_night
 
 TEST_PHOTOS = ("coffee", "chelsea")  # held out of every training set
 SKETCH_TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "immunohistochemistry", "retina", "camera")
@@ -94,6 +97,18 @@ def build_day2night(root: Path, size: int, train: int, test: int) -> None:
         write_png(root / "test_target" / f"{i:04d}.png", central_night(crop))
     for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 4)):  # so the toolkit's own validation could run
         write_png(root / "testB" / f"{i:04d}.png", render_night(crop, rng))
+
+
+def build_grade(root: Path, size: int, train: int, test: int) -> None:
+    for i, crop in enumerate(crops(DAY_TRAIN_PHOTOS, train, size, 2)):
+        write_png(root / "trainA" / f"{i:04d}.png", crop)
+    for i, crop in enumerate(crops(NIGHT_TRAIN_PHOTOS, train, size, 3)):
+        write_png(root / "trainB" / f"{i:04d}.png", render_grade(crop))
+    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 1)):  # the other tasks' test crops
+        write_png(root / "testA" / f"{i:04d}.png", crop)
+        write_png(root / "test_target" / f"{i:04d}.png", render_grade(crop))
+    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 4)):  # so the toolkit's own validation could run
+        write_png(root / "testB" / f"{i:04d}.png", render_grade(crop))
 
 
 def subset(src: Path, dst: Path, count: int) -> Path:
