@@ -25,6 +25,7 @@ translating a 4096x4096 photo stays under 2 GB (docs/PERFORMANCE.md)."""
 ModelKind = Literal["cyclegan", "pix2pix"]
 NormKind = Literal["instance", "instance_affine", "batch", "none"]
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
+UpsampleKind = Literal["transposed", "resize"]
 GanMode = Literal["lsgan", "vanilla", "hinge", "wgangp"]
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
 Direction = Literal["AtoB", "BtoA"]
@@ -48,9 +49,10 @@ class NetConfig:
     init_gain: float = 0.02
     dropout: bool = False  # dropout in generator (pix2pix U-Net uses it)
     spectral_norm: bool = False  # spectral norm on discriminator convolutions
-    residual: bool = (
-        False  # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out channels)
-    )
+    # generator upsampling: transposed convolution (the papers') or nearest resize + 3x3 convolution (no checkerboard)
+    upsample: UpsampleKind = "transposed"
+    # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out channels)
+    residual: bool = False
 
 
 @dataclass

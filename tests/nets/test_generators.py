@@ -213,3 +213,23 @@ def test_residual_needs_as_many_channels_out_as_in() -> None:
     # the config's residual applies where the channels match: a grey->RGB generator stays plain
     net = build_generator(tiny("resnet_6blocks", residual=True), in_channels=1, out_channels=3)
     assert not net.residual and net(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", ["resnet_6blocks", "unet_128"])
+def test_resize_upsampling_has_no_transposed_convolution_and_trains(name: str) -> None:
+    torch.manual_seed(0)
+    net = build_generator(tiny(name, upsample="resize"))
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    assert sum(isinstance(m, nn.Upsample) for m in net.modules()) == (2 if name.startswith("resnet") else 7)
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    y = net(x)
+    assert y.shape == x.shape and y.abs().max() <= 1.0
+    y.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    if name.startswith("resnet"):  # (a U-Net's 1x1 bottleneck sees the borders everywhere)
+        # a constant input gives a constant output away from the borders: no checkerboard at the start
+        with torch.no_grad():
+            flat = net.eval()(torch.full((1, 3, 128, 128), 0.3))[..., 32:96, 32:96]
+        assert (flat - flat.mean((2, 3), keepdim=True)).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        generators.upsampling(4, 4, "bicubic", kernel_size=3)  # type: ignore[arg-type]

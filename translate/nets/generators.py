@@ -10,16 +10,40 @@ In the papers' notation a CycleGAN generator is G: A→B or F: B→A (``gen_ab``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from translate.config import NetConfig, NormKind
+from translate.config import NetConfig, NormKind, UpsampleKind
 from translate.nets.layers import check_image_batch, check_residual, conv_bias, norm_factory, residual_output
 from translate.nets.registry import register_generator
 
 PaddingKind = Literal["reflect", "replicate", "zero"]
+
+
+def upsampling(in_channels: int, out_channels: int, kind: UpsampleKind, *, kernel_size: int, bias: bool = True) -> nn.Module:
+    """A layer that doubles H and W: ``(B, in, H, W)`` → ``(B, out, 2H, 2W)``.
+
+    ``transposed``: the papers' stride-2 transposed convolution (``kernel_size`` 3 with
+    ``output_padding`` 1, as the ResNet generator, or 4, as the U-Net), whose uneven kernel
+    overlap paints a checkerboard that training must learn to cancel. ``resize``: nearest
+    neighbour resize then a 3x3 convolution (Odena et al. 2016, "Deconvolution and
+    checkerboard artifacts"): every output pixel gets the same number of weights, so no
+    checkerboard from the start; not the reference layout, so reference checkpoints need
+    ``transposed``.
+    """
+    if kind == "transposed":
+        extra = 1 if kernel_size % 2 else 0  # (k 3, p 1, op 1) and (k 4, p 1, op 0) both double exactly
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=kernel_size, stride=2, padding=1, output_padding=extra, bias=bias)
+    if kind == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias))
+    raise ValueError(f"upsample must be one of {', '.join(get_args(UpsampleKind))}, got {kind!r}")
+
+
+def last_conv(layer: nn.Module) -> nn.Module:
+    """The convolution of an :func:`upsampling` layer (itself, or the one after the resize)."""
+    return layer[-1] if isinstance(layer, nn.Sequential) else layer
 
 
 def _padding(kind: PaddingKind, size: int) -> tuple[list[nn.Module], int]:
@@ -88,6 +112,7 @@ class ResnetGenerator(nn.Module):
         norm: norm layer kind.
         dropout: dropout(0.5) inside each residual block.
         padding: border handling inside the residual blocks.
+        upsample: ``transposed`` (the reference) or ``resize`` (:func:`upsampling`).
         residual: output ``tanh(atanh(x) + net(x))`` instead of ``tanh(net(x))``
             (:func:`~translate.nets.layers.residual_output`); with the output layer zeroed
             (``build_generator`` does) the untrained generator is the identity. Needs
@@ -107,6 +132,7 @@ class ResnetGenerator(nn.Module):
         norm: NormKind = "instance",
         dropout: bool = False,
         padding: PaddingKind = "reflect",
+        upsample: UpsampleKind = "transposed",
         residual: bool = False,
     ) -> None:
         super().__init__()
@@ -145,9 +171,8 @@ class ResnetGenerator(nn.Module):
             channels *= 2
         layers += [ResnetBlock(channels, norm=norm, dropout=dropout, bias=bias, padding=padding) for _ in range(n_blocks)]
         for _ in range(n_downsampling):
-            # output_padding=1 makes each stage exactly double H and W.
             layers += [
-                nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias),
+                upsampling(channels, channels // 2, upsample, kernel_size=3, bias=bias),
                 make_norm(channels // 2),
                 nn.ReLU(True),
             ]
@@ -200,6 +225,7 @@ class UnetSkipBlock(nn.Module):
         submodule: nn.Module | None = None,
         dropout: bool = False,
         final_tanh: bool = True,
+        upsample: UpsampleKind = "transposed",
     ) -> None:
         super().__init__()
         if (submodule is None) != (role == "innermost"):
@@ -215,13 +241,13 @@ class UnetSkipBlock(nn.Module):
 
         layers: list[nn.Module]
         if role == "outermost":
-            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1)
+            up_conv = upsampling(up_in, outer_channels, upsample, kernel_size=4)
             layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh() if final_tanh else nn.Identity()]
         elif role == "innermost":
-            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = upsampling(up_in, outer_channels, upsample, kernel_size=4, bias=bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, make_norm(outer_channels)]
         else:
-            up_conv = nn.ConvTranspose2d(up_in, outer_channels, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = upsampling(up_in, outer_channels, upsample, kernel_size=4, bias=bias)
             layers = [
                 nn.LeakyReLU(0.2, True),
                 down_conv,
@@ -257,6 +283,7 @@ class UnetGenerator(nn.Module):
         base_channels: channels of the outermost level (``ngf``).
         norm: norm layer kind (pix2pix uses ``batch``).
         dropout: dropout in the deep decoder levels.
+        upsample: ``transposed`` (the reference) or ``resize`` (:func:`upsampling`).
         residual: output ``tanh(atanh(x) + net(x))``, as :class:`ResnetGenerator`'s.
 
     Shape: ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, out_channels, H, W)`` in [-1, 1].
@@ -271,6 +298,7 @@ class UnetGenerator(nn.Module):
         base_channels: int = 64,
         norm: NormKind = "instance",
         dropout: bool = False,
+        upsample: UpsampleKind = "transposed",
         residual: bool = False,
     ) -> None:
         super().__init__()
@@ -290,18 +318,19 @@ class UnetGenerator(nn.Module):
         self.min_size = self.size_multiple
         widest = base_channels * 8
 
-        block = UnetSkipBlock(widest, widest, role="innermost", norm=norm)
+        up = {"norm": norm, "upsample": upsample}
+        block = UnetSkipBlock(widest, widest, role="innermost", **up)
         for _ in range(num_downs - 5):
-            block = UnetSkipBlock(widest, widest, role="middle", norm=norm, submodule=block, dropout=dropout)
+            block = UnetSkipBlock(widest, widest, role="middle", submodule=block, dropout=dropout, **up)
         for outer in (base_channels * 4, base_channels * 2, base_channels):
-            block = UnetSkipBlock(outer, outer * 2, role="middle", norm=norm, submodule=block)
+            block = UnetSkipBlock(outer, outer * 2, role="middle", submodule=block, **up)
         self.model = UnetSkipBlock(
-            out_channels, base_channels, role="outermost", norm=norm, in_channels=in_channels, submodule=block, final_tanh=not residual
+            out_channels, base_channels, role="outermost", in_channels=in_channels, submodule=block, final_tanh=not residual, **up
         )
 
     def output_layer(self) -> nn.Module:
-        """The outermost transposed convolution, whose output is the image (before tanh)."""
-        return self.model.model[3]
+        """The outermost up-path convolution, whose output is the image (before tanh)."""
+        return last_conv(self.model.model[3])
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, channels=self.in_channels, where="UnetGenerator", multiple=self.size_multiple)
@@ -321,6 +350,7 @@ def resnet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, n_b
         n_blocks=n_blocks,
         norm=cfg.norm,
         dropout=cfg.dropout,
+        upsample=cfg.upsample,
         residual=cfg.residual,
     )
 
@@ -334,6 +364,7 @@ def unet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, num_d
         base_channels=cfg.base_channels_g,
         norm=cfg.norm,
         dropout=cfg.dropout,
+        upsample=cfg.upsample,
         residual=cfg.residual,
     )
 
