@@ -171,3 +171,27 @@ def read_clip(path: Path) -> ClipInfo:
 def upright(info: ClipInfo, index: int) -> np.ndarray:
     """Frame ``index`` of ``info`` as a player shows it (display rotation applied)."""
     return np.ascontiguousarray(np.rot90(info.frames[index], (info.rotation // 90) % 4))
+
+
+def pan_frames(photo: np.ndarray, frames: int, size: tuple[int, int], step: tuple[float, float] = (1.3, 0.4)) -> list[np.ndarray]:
+    """A camera panning over ``photo`` (uint8 (H, W, 3)): ``frames`` crops of ``size`` (width,
+    height) moving by ``step`` pixels (sub-pixel) per frame, resampled bilinearly."""
+    import cv2
+
+    width, height = size
+    out = []
+    for i in range(frames):
+        shift = np.float32([[1, 0, -step[0] * i - 2], [0, 1, -step[1] * i - 2]])
+        out.append(cv2.warpAffine(photo, shift, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def write_frames(path: Path, frames: list[np.ndarray], fps: int = 25, crf: int = 12) -> Path:
+    """Encode RGB uint8 frames (even sides) as H.264 (yuv420p) at a high quality."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode(None))
+    return path

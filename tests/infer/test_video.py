@@ -15,12 +15,12 @@ from torch import nn
 
 from tests.media import clip_frame, has_encoder, make_audio_only, make_clip, read_clip, truncate_file, upright
 from translate.config import NetConfig
+from translate.data.video import apply_ops, upright_ops
 from translate.errors import UserError
 from translate.files import is_temp
 from translate.infer import video as video_mod
 from translate.infer.translator import Translator
 from translate.infer.video import VideoReport, translate_video
-from translate.infer.video_probe import apply_ops, upright_ops
 from translate.nets import build_generator
 
 TINY = NetConfig(generator="resnet_6blocks", base_channels_g=4)

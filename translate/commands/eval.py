@@ -6,6 +6,13 @@ Two folders (predictions and their targets, matched by relative path, extension 
     translate eval PRED_DIR TARGET_DIR --fid --kid     # + distribution metrics
     translate eval FAKE_DIR REAL_DIR --unpaired --fid  # unrelated folders: FID/KID only
 
+A video and its translation: temporal stability (warping error of the source and of the
+translation along the source's optical flow, and their ratio, the flicker ratio; 1.0 is as
+stable as the source)::
+
+    translate eval --video SOURCE.mp4 TRANSLATED.mp4
+    translate eval --video SOURCE.mp4 STABLE.mp4 --against FRAME_BY_FRAME.mp4   # + PSNR to it, per frame
+
 A model on a dataset's test split (translated into ``--out DIR/translated`` or a temporary
 folder, as PNG so that no compression error enters the numbers)::
 
@@ -52,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("folders", nargs="*", metavar="DIR", help="PRED_DIR TARGET_DIR: predictions and their targets")
+    p.add_argument("folders", nargs="*", metavar="DIR", help="PRED_DIR TARGET_DIR: predictions and their targets (with --video: SOURCE TRANSLATED)")
+    p.add_argument("--video", action="store_true", help="SOURCE TRANSLATED are videos: warping error and flicker ratio")
+    p.add_argument("--against", metavar="VIDEO", help="with --video: another translation of SOURCE to give each frame's PSNR to")
     p.add_argument("--data", help="with --model: dataset folder whose test split is translated and measured")
     p.add_argument("--out", help="folder for metrics.csv / metrics.json (and, with --model, the translations)")
     p.add_argument("--unpaired", action="store_true", help="the two folders do not correspond: skip PSNR/SSIM/L1 (use with --fid/--kid)")
@@ -81,6 +90,14 @@ class _Plan:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if args.video or args.against:
+        if not args.video:
+            raise UserError("--against compares videos: add --video SOURCE TRANSLATED")
+        if args.model or args.data or args.fid or args.kid or args.unpaired:
+            raise UserError("--video measures two video files: drop --model/--data/--fid/--kid/--unpaired")
+        if len(args.folders) != 2:
+            raise UserError(f"--video expects SOURCE TRANSLATED (two video files), got {len(args.folders)}")
+        return
     if args.model:
         if args.folders:
             raise UserError("give either PRED_DIR TARGET_DIR or --model with --data, not both")
@@ -189,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
     from translate.runtime import resolve_device
 
     _check_args(args)
+    if args.video:
+        return _video(args)
     device = resolve_device(args.device)
     inception, weights_path = None, None
     if args.fid or args.kid:  # a missing weights file fails before any work
@@ -232,4 +251,16 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         json_path, csv_path = report.write(args.out)
         print("wrote " + ", ".join(str(p) for p in [json_path] + ([csv_path] if report.names else [])))
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    from translate.metrics.video_report import evaluate_video
+
+    source, translated = (Path(p) for p in args.folders)
+    report = evaluate_video(source, translated, Path(args.against) if args.against else None)
+    print(report.table())
+    if args.out:
+        paths = report.write(args.out)
+        print("wrote " + ", ".join(str(p) for p in paths))
     return 0

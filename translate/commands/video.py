@@ -43,8 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from translate.data.video import probe_video
     from translate.infer.video import VideoReport, check_paths, translate_video
-    from translate.infer.video_probe import probe_video
 
     if not 0 <= args.crf <= 63:
         raise UserError(f"--crf {args.crf}: must be between 0 and 51 (x264/x265) or 63 (vpx/av1); 18 is a good default")

@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from translate.data.video import NOT_FOUND, VideoProbe, apply_ops, error_reason, open_input, probe_video, video_stream
 from translate.errors import UserError
 from translate.files import atomic_path, grey_tensor, remove_stale_temps, signed_to_uint8, to_unit, unit_to_signed
-from translate.infer.video_probe import NOT_FOUND, VideoProbe, apply_ops, error_reason, open_input, probe_video, video_stream
 
 log = logging.getLogger("translate")
 

@@ -1,6 +1,7 @@
-"""Probing a video file: its stream, frame count, timing and display rotation.
+"""Reading video files: their stream, frame count, timing and display rotation, and their frames.
 
-Rotation is read from the stream's display matrix (or ``rotate`` tag) and turned into the
+Used by inference (``translate video``), the video metrics (``translate eval --video``) and
+datasets whose domains hold video files. Rotation is read from the stream's display matrix (or ``rotate`` tag) and turned into the
 flips/transposes that make frames upright, as FFmpeg's autorotate does; the networks were
 trained on upright images, so frames are translated upright and written without rotation.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -161,3 +163,24 @@ def probe_video(src: Path) -> VideoProbe:
             announced_seconds=container.duration / 1e6 if container.duration else None,
             stream_end=(stream.start_time or 0) + stream.duration if stream.duration else None,
         )
+
+
+def iter_frames(src: Path, probe: VideoProbe | None = None) -> Iterator[np.ndarray]:
+    """The upright RGB frames of ``src``'s video stream, uint8 (H, W, 3), one at a time (memory
+    stays flat over any length); damaged packets are skipped, as ``translate video`` does."""
+    import av
+
+    probe = probe or probe_video(src)
+    with open_input(src) as container:
+        stream = video_stream(container)
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    continue
+                for frame in frames:
+                    size = {} if (frame.width, frame.height) == (probe.width, probe.height) else {"width": probe.width, "height": probe.height}
+                    yield apply_ops(frame.to_ndarray(format="rgb24", **size), probe.ops)
+        except av.error.FFmpegError:
+            return  # a truncated file: the frames that decode
