@@ -40,7 +40,7 @@ class Task:
     generator: str
     steps: int  # of the full plan
     build: Callable[[Path, int, int, int], None]  # (root, size, train images, test images)
-    test_input: str  # folders under the dataset root
+    test_input: str  # the scored held-out folders under the dataset root (the toolkit's own test split validates)
     test_target: str
     train_target: str  # its mean image is the constant baseline
 
@@ -54,14 +54,15 @@ class Variant:
 
 
 TASKS = (
-    Task("sketch2photo", "pix2pix", "unet_128", 1000, data.build_sketch2photo, "test/A", "test/B", "train/B"),
-    Task("day2night", "cyclegan", "resnet_6blocks", 220, data.build_day2night, "testA", "test_target", "trainB"),
-    Task("grade", "cyclegan", "resnet_6blocks", 220, data.build_grade, "testA", "test_target", "trainB"),
+    Task("sketch2photo", "pix2pix", "unet_128", 1000, data.build_sketch2photo, "heldout/A", "heldout/B", "train/B"),
+    Task("day2night", "cyclegan", "resnet_6blocks", 220, data.build_day2night, "heldout/A", "heldout/target", "trainB"),
+    Task("grade", "cyclegan", "resnet_6blocks", 220, data.build_grade, "heldout/A", "heldout/target", "trainB"),
 )
 # the levers: each alone on top of the paper's recipe, then the default recipe that keeps the winners
 CYCLEGAN_LEVERS = (
     Variant("paper", preset="paper"),
     Variant("paper + residual generator", settings=("net.residual=true",), preset="paper"),
+    Variant("paper + resize upsampling", settings=("net.upsample=resize",), preset="paper"),
     Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
     Variant("paper + GAN warm-up", settings=("train.gan_warmup={half}",), preset="paper"),
     Variant("toolkit"),
@@ -70,7 +71,10 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     "sketch2photo": (
         Variant("paper", preset="paper"),
         Variant("paper + instance norm", settings=("net.norm=instance",), preset="paper"),
+        Variant("paper + resize upsampling", settings=("net.upsample=resize",), preset="paper"),
         Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
+        Variant("paper + GAN weight 0.1", settings=("train.lambda_gan=0.1",), preset="paper"),
+        Variant("paper + best checkpoint", settings=("train.val_every=-1",), preset="paper"),
         Variant("toolkit"),
     ),
     "day2night": CYCLEGAN_LEVERS,
@@ -86,7 +90,8 @@ def train_args(task: Task, variant: Variant, root: Path, run: Path, plan: dict, 
     """The ``translate train`` command of one run: fixed steps, the crops as they are (flips only)."""
     options = {"--model": task.model, "--preset": variant.preset, "--data": root, "--out": run, "--steps": steps}
     options |= {"--crop-size": plan["size"], "--seed": seed}
-    options |= {"--precision": args.precision, "--device": "cpu", "--save-every": steps, "--sample-every": 0, "--log-every": max(1, steps // 20)}
+    # ten saves a run: where the recipe validates (at every save), it keeps the best of them
+    options |= {"--precision": args.precision, "--device": "cpu", "--save-every": max(1, steps // 10), "--sample-every": 0, "--log-every": max(1, steps // 20)}
     settings = [f"train.schedule_steps={steps}", "data.preprocess=crop", f"net.generator={plan['generator'] or task.generator}"]
     settings += [f"net.base_channels_g={plan['base_channels']}", f"net.base_channels_d={plan['base_channels']}"]
     settings += [s.format(steps=steps, half=max(1, steps // 2)) for s in variant.settings]

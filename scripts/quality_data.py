@@ -1,21 +1,26 @@
 """The quality benchmark's datasets, built from scikit-image's real photos.
 
-Whole photos are held out: every test crop comes from a photo no training set has seen. Random
-crops (``translate.data.samples.random_crop``) multiply a few photos into many samples.
+Whole photos are held out: every scored crop comes from a photo (coffee, chelsea) that no
+training or validation set has seen. A validation split, which the toolkit reads as the
+dataset's test split (``test/``, ``testA``/``testB``) to keep its best checkpoint, comes from
+photos held out of training too (the left and right views of the stereo motorcycle), never
+from the scored ones. Random crops (``translate.data.samples.random_crop``) multiply a few
+photos into many samples.
 
-- sketch2photo (paired, pix2pix): ``train/{A,B}``, ``test/{A,B}``; A = Canny edges of a crop, B = the crop.
+- sketch2photo (paired, pix2pix): ``train/{A,B}``, ``test/{A,B}`` (validation),
+  ``heldout/{A,B}`` (scored); A = Canny edges of a crop, B = the crop.
 - day2night (unpaired, CycleGAN): ``trainA`` day crops, ``trainB`` night renderings of crops of
-  *other* photos; ``testA`` held-out day crops and ``test_target`` their noise-free night
+  *other* photos; ``heldout/A`` scored day crops and ``heldout/target`` their noise-free night
   rendering at mid-range strengths (known exactly, because the rendering is ours).
 - grade (unpaired, CycleGAN): ``trainA`` plain crops, ``trainB`` crops of *other* photos with
-  a subtle film grade (``render_grade``: warmer, faded, less saturated); ``testA`` held-out
-  crops and ``test_target`` their grade. Returning the input is a strong baseline here.
+  a subtle film grade (``render_grade``: warmer, faded, less saturated); ``heldout/A`` scored
+  crops and ``heldout/target`` their grade. Returning the input is a strong baseline here.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -24,19 +29,23 @@ import numpy as np
 
 from translate.data.samples import edges, random_crop, render_grade, render_night
 
-TEST_PHOTOS = ("coffee", "chelsea")  # held out of every training set
-SKETCH_TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "immunohistochemistry", "retina", "camera")
+TEST_PHOTOS = ("coffee", "chelsea")  # scored; in no training or validation set
+VALIDATION_PHOTOS = ("motorcycle_left",)  # the toolkit's validation split; in no training set
+VALIDATION_B_PHOTOS = ("motorcycle_right",)  # the unpaired tasks' validation B images
+SKETCH_TRAIN_PHOTOS = ("astronaut", "rocket", "immunohistochemistry", "retina", "camera")
 # disjoint photos for the two unpaired domains (as horse2zebra: no B is the translation of an A)
-DAY_TRAIN_PHOTOS = ("astronaut", "motorcycle_left", "immunohistochemistry", "camera")
+DAY_TRAIN_PHOTOS = ("astronaut", "immunohistochemistry", "camera")
 NIGHT_TRAIN_PHOTOS = ("rocket", "retina", "clock", "coins")
 
 
 @cache
 def load_photo(name: str) -> np.ndarray:
-    """A scikit-image photo as read-only uint8 (H, W, 3) RGB; ``motorcycle_left`` is the stereo pair's left view."""
+    """A scikit-image photo as read-only uint8 (H, W, 3) RGB; ``motorcycle_left`` and
+    ``motorcycle_right`` are the stereo pair's two views."""
     import skimage.data
 
-    photo = skimage.data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(skimage.data, name)()
+    views = {"motorcycle_left": 0, "motorcycle_right": 1}
+    photo = skimage.data.stereo_motorcycle()[views[name]] if name in views else getattr(skimage.data, name)()
     photo = np.asarray(photo)
     if photo.ndim == 2:
         photo = np.repeat(photo[:, :, None], 3, axis=2)
@@ -80,35 +89,36 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def build_sketch2photo(root: Path, size: int, train: int, test: int) -> None:
-    for phase, names, count, seed in (("train", SKETCH_TRAIN_PHOTOS, train, 0), ("test", TEST_PHOTOS, test, 1)):
+    splits = (("train", SKETCH_TRAIN_PHOTOS, train, 0), ("test", VALIDATION_PHOTOS, test, 5), ("heldout", TEST_PHOTOS, test, 1))
+    for phase, names, count, seed in splits:
         for i, crop in enumerate(crops(names, count, size, seed)):
             write_png(root / phase / "A" / f"{i:04d}.png", edges(crop))
             write_png(root / phase / "B" / f"{i:04d}.png", crop)
 
 
-def build_day2night(root: Path, size: int, train: int, test: int) -> None:
-    rng = np.random.default_rng(10)
+def _build_unpaired(
+    root: Path, size: int, train: int, test: int, render_b: Callable[[np.ndarray], np.ndarray], target: Callable[[np.ndarray], np.ndarray]
+) -> None:
     for i, crop in enumerate(crops(DAY_TRAIN_PHOTOS, train, size, 2)):
         write_png(root / "trainA" / f"{i:04d}.png", crop)
     for i, crop in enumerate(crops(NIGHT_TRAIN_PHOTOS, train, size, 3)):
-        write_png(root / "trainB" / f"{i:04d}.png", render_night(crop, rng))
-    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 1)):  # the sketch2photo test crops
+        write_png(root / "trainB" / f"{i:04d}.png", render_b(crop))
+    for i, crop in enumerate(crops(VALIDATION_PHOTOS, test, size, 5)):  # validation: the toolkit's test split
         write_png(root / "testA" / f"{i:04d}.png", crop)
-        write_png(root / "test_target" / f"{i:04d}.png", central_night(crop))
-    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 4)):  # so the toolkit's own validation could run
-        write_png(root / "testB" / f"{i:04d}.png", render_night(crop, rng))
+    for i, crop in enumerate(crops(VALIDATION_B_PHOTOS, test, size, 6)):
+        write_png(root / "testB" / f"{i:04d}.png", render_b(crop))
+    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 1)):  # scored: the sketch2photo held-out crops
+        write_png(root / "heldout" / "A" / f"{i:04d}.png", crop)
+        write_png(root / "heldout" / "target" / f"{i:04d}.png", target(crop))
+
+
+def build_day2night(root: Path, size: int, train: int, test: int) -> None:
+    rng = np.random.default_rng(10)
+    _build_unpaired(root, size, train, test, lambda crop: render_night(crop, rng), central_night)
 
 
 def build_grade(root: Path, size: int, train: int, test: int) -> None:
-    for i, crop in enumerate(crops(DAY_TRAIN_PHOTOS, train, size, 2)):
-        write_png(root / "trainA" / f"{i:04d}.png", crop)
-    for i, crop in enumerate(crops(NIGHT_TRAIN_PHOTOS, train, size, 3)):
-        write_png(root / "trainB" / f"{i:04d}.png", render_grade(crop))
-    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 1)):  # the other tasks' test crops
-        write_png(root / "testA" / f"{i:04d}.png", crop)
-        write_png(root / "test_target" / f"{i:04d}.png", render_grade(crop))
-    for i, crop in enumerate(crops(TEST_PHOTOS, test, size, 4)):  # so the toolkit's own validation could run
-        write_png(root / "testB" / f"{i:04d}.png", render_grade(crop))
+    _build_unpaired(root, size, train, test, render_grade, render_grade)
 
 
 def subset(src: Path, dst: Path, count: int) -> Path:

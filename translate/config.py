@@ -150,8 +150,8 @@ def preset(model: ModelKind, recipe: Recipe = "toolkit") -> RunConfig:
 
 TOOLKIT_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     # what the default recipe changes from the paper's, per model (measured: docs/QUALITY.md)
-    "cyclegan": {"net": {"residual": True}, "train": {"ema_decay": 0.999, "val_every": -1}},
-    "pix2pix": {"net": {"norm": "instance"}, "train": {"ema_decay": 0.999, "val_every": -1}},
+    "cyclegan": {"net": {"upsample": "resize"}, "train": {"ema_decay": 0.999, "val_every": -1}},
+    "pix2pix": {"net": {"norm": "instance"}, "train": {"ema_decay": 0.999, "val_every": -1, "lambda_gan": 0.1}},
 }
 
 

@@ -33,7 +33,7 @@ def out_channels(net: torch.nn.Module, in_channels: int) -> int:
 
 
 def test_networks_and_channels_come_from_the_objective_table() -> None:
-    gray_to_rgb = build(tiny("cyclegan", in_channels=1))  # residual generators where channels match only: none here
+    gray_to_rgb = build(tiny("cyclegan", in_channels=1, residual=True))  # residual only where channels match: none here
     nets = gray_to_rgb.nets
     assert list(nets) == ["gen_ab", "gen_ba", "disc_a", "disc_b"]
     assert out_channels(nets["gen_ab"], 1) == 3 and out_channels(nets["gen_ba"], 3) == 1
@@ -147,7 +147,7 @@ def test_weight_average_follows_the_trained_generators_and_ramps_up(photo) -> No
     for key, value in average.items():
         torch.testing.assert_close(value, decay * before[key] + (1 - decay) * live[key]), key
     assert training.inference_nets()["gen_ab"] is training.ema["gen_ab"]
-    moved = [k for k in average if not torch.equal(live[k], before[k])]  # (a residual generator's first step moves its output layer)
+    moved = [k for k in average if not torch.equal(live[k], before[k])]
     assert moved and not any(torch.equal(average[k], live[k]) for k in moved)
 
 

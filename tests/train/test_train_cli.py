@@ -188,9 +188,10 @@ def test_paper_preset_is_the_papers_recipe(capsys) -> None:
     assert main(["train", "--model", "cyclegan", "--preset", "paper", "--dry-run"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert not cfg["net"]["residual"] and cfg["train"]["ema_decay"] == 0 and cfg["train"]["lambda_identity"] == 0.5
+    assert cfg["net"]["upsample"] == "transposed"
     assert main(["train", "--model", "cyclegan", "--dry-run"]) == 0
     toolkit = yaml.safe_load(capsys.readouterr().out)
-    assert toolkit["net"]["residual"] and toolkit["train"]["ema_decay"] > 0
+    assert toolkit["net"]["upsample"] == "resize" and toolkit["train"]["ema_decay"] > 0
 
 
 def test_dry_run_prints_resolved_config(capsys) -> None:
