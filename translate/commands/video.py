@@ -6,6 +6,11 @@
     translate video --model runs/day2night clip.mov compare.mp4 --side-by-side
     translate video --model runs/day2night frames/ frames_night/     # folder of images → folder
 
+Frames are stabilised over time unless ``--temporal off``: each frame's instance-norm
+statistics are carried from the frames before it and the previous output, moved along the
+input's optical flow, is blended in where the flow is reliable; scene cuts reset both. Measure
+it with ``translate eval --video INPUT OUTPUT`` (the flicker ratio).
+
 The output keeps every frame with its timestamp (variable frame rate included), the duration,
 the displayed orientation (frames are translated upright and written upright) and every audio
 stream, copied without re-encoding. Video is written as H.264 (``--codec``) in yuv420p; an odd
@@ -38,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", default="libx264", help="video encoder (default libx264; e.g. libx265, libvpx-vp9 for .webm)")
     p.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vpx/av1: lower is better, 18 ≈ visually lossless (default 18)")
     p.add_argument("--side-by-side", action="store_true", help="write input | translation side by side")
+    p.add_argument(
+        "--temporal",
+        choices=["off", "stable"],
+        default="stable",
+        help="stable (default): tie each frame to the ones before it so the video does not flicker "
+        "(carried instance-norm statistics, flow-guided blending, reset at scene cuts); off: every frame on its own",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -62,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         side_by_side=args.side_by_side,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        temporal=args.temporal,
     )
     if isinstance(report, VideoReport):
         audio = f", {report.audio_streams} audio stream(s) copied" if report.audio_streams else ""
+        audio += f", stabilised ({report.cuts} scene cut(s))" if report.cuts is not None else ""
         print(
             f"{dst}: {report.frames} frames {report.width}x{report.height}{audio} in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)"
         )

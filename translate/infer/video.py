@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ import torch
 from translate.data.video import NOT_FOUND, VideoProbe, apply_ops, error_reason, open_input, probe_video, video_stream
 from translate.errors import UserError
 from translate.files import atomic_path, grey_tensor, remove_stale_temps, signed_to_uint8, to_unit, unit_to_signed
+from translate.infer.temporal import TemporalSettings, TemporalStabilizer
+
+Temporal = Literal["off", "stable"]
 
 log = logging.getLogger("translate")
 
@@ -71,6 +74,7 @@ class VideoReport:
         truncated: fewer frames decoded than the file announces (damaged or cut short).
         queue_bound: capacity of each of the two queues.
         peak_queued: most items ever waiting in one queue (at most ``queue_bound``).
+        cuts: scene cuts found (``temporal="stable"``: state reset there); None when ``off``.
     """
 
     src: Path
@@ -83,6 +87,7 @@ class VideoReport:
     width: int = 0
     height: int = 0
     rotation: int = 0
+    cuts: int | None = None
     truncated: bool = False
     queue_bound: int = 0
     peak_queued: int = 0
@@ -282,6 +287,8 @@ def translate_video(
     batch_size: int = 4,
     progress: bool = True,
     queue_bound: int | None = None,
+    temporal: Temporal = "stable",
+    temporal_settings: TemporalSettings | None = None,
 ) -> Any:
     """Translate a video file into ``dst`` (or a folder of frames into a folder of frames).
 
@@ -297,6 +304,10 @@ def translate_video(
         batch_size: frames per ``translate_batch`` call.
         progress: show a tqdm bar in frames/s (only when stderr is a terminal).
         queue_bound: items each queue may hold (default ``2 * batch_size``).
+        temporal: ``stable`` ties each frame to the ones before it (carried instance-norm
+            statistics, flow-guided blending, reset at cuts: :mod:`translate.infer.temporal`);
+            ``off`` translates every frame on its own. Folders of frames are always ``off``.
+        temporal_settings: the strengths of ``stable`` (default :class:`TemporalSettings`).
 
     Returns:
         A :class:`VideoReport`; for a folder, the ``FolderReport`` of ``translate_folder``.
@@ -309,6 +320,8 @@ def translate_video(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     check_paths(src, dst)
+    if temporal not in ("off", "stable"):
+        raise UserError(f"--temporal {temporal!r}: choose off or stable")
     if src.is_dir():
         if dst.suffix.lower() in VIDEO_SUFFIXES:
             raise UserError(f"{dst}: a folder of frames is translated into a folder; pass an output folder, not a video file")
@@ -338,6 +351,7 @@ def translate_video(
             batch_size=batch_size,
             progress=progress,
             queue_bound=queue_bound or 2 * batch_size,
+            stabilizer=TemporalStabilizer(translator, temporal_settings or TemporalSettings()) if temporal == "stable" else None,
         )
     report.seconds = time.perf_counter() - started
     return report
@@ -376,6 +390,7 @@ def _run_pipeline(
     batch_size: int,
     progress: bool,
     queue_bound: int,
+    stabilizer: TemporalStabilizer | None,
 ) -> VideoReport:
     from tqdm import tqdm
 
@@ -405,9 +420,15 @@ def _run_pipeline(
         if not pending:
             return
         tick = time.perf_counter()
-        fake = translator.translate_batch(_to_tensor([image for _, _, image in pending], translator.in_channels))
+        images = [image for _, _, image in pending]
+        batch = _to_tensor(images, translator.in_channels)
+        if stabilizer is None:
+            outputs = _to_images(translator.translate_batch(batch))
+        else:
+            outputs = stabilizer(images, batch)
+            outputs = np.repeat(outputs, 3, axis=3) if outputs.shape[3] == 1 else outputs
         report.model_seconds += time.perf_counter() - tick
-        for (pts, duration, real), out in zip(pending, _to_images(fake), strict=True):
+        for (pts, duration, real), out in zip(pending, outputs, strict=True):
             frames_out.put(("video", pts, duration, _even(np.concatenate([real, out], axis=1) if side_by_side else out)))
         report.frames += len(pending)
         bar.update(len(pending))
@@ -448,6 +469,7 @@ def _run_pipeline(
         if worker.error is not None:
             raise worker.error
     report.peak_queued = max(frames_in.peak, frames_out.peak)
+    report.cuts = stabilizer.cuts if stabilizer is not None else None
     return _check_complete(report, probe, status)
 
 
