@@ -68,6 +68,23 @@ def visible(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return mismatch < CONSISTENCY_RELATIVE * scale + CONSISTENCY_ABSOLUTE
 
 
+CUT_THRESHOLD = 0.6
+"""Colour-histogram correlation of consecutive frames below which the second starts a new shot."""
+
+
+def colour_histogram(frame: np.ndarray) -> np.ndarray:
+    """A normalised 2-d hue/saturation histogram (30 x 32) of an RGB uint8 frame, for cut detection."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [30, 32], [0, 180, 0, 256])
+    return cv2.normalize(hist, hist).flatten()
+
+
+def is_cut(previous: np.ndarray | None, current: np.ndarray, threshold: float = CUT_THRESHOLD) -> bool:
+    """Whether two consecutive frames' histograms (:func:`colour_histogram`) belong to different
+    shots (or there is no previous frame)."""
+    return previous is None or cv2.compareHist(previous, current, cv2.HISTCMP_CORREL) < threshold
+
+
 @dataclass
 class Motion:
     """What one pair of consecutive source frames says: the backward flow and the visible pixels."""
@@ -77,17 +94,27 @@ class Motion:
 
 
 class MotionTracker:
-    """Consecutive source frames in, the :class:`Motion` between each one and the one before out."""
+    """Consecutive source frames in, the :class:`Motion` between each one and the one before out.
+
+    A frame that starts a new shot (:func:`is_cut`) has no motion from the one before: no
+    flow relates two shots, and a cut's difference would swamp every other frame's.
+    """
 
     def __init__(self, flow: FlowEstimator | None = None) -> None:
         self.flow = flow or FlowEstimator()
         self.previous: np.ndarray | None = None
+        self.histogram: np.ndarray | None = None
+        self.cuts = 0  # shots started after the first
 
     def next(self, frame: np.ndarray) -> Motion | None:
-        """The motion from the previous frame to ``frame`` (None for the first, or after a size change)."""
+        """The motion from the previous frame to ``frame`` (None for the first, after a cut or a size change)."""
         current = gray(frame)
         previous, self.previous = self.previous, current
-        if previous is None or previous.shape != current.shape:
+        histogram = colour_histogram(frame) if frame.ndim == 3 else None
+        cut = histogram is not None and self.histogram is not None and is_cut(self.histogram, histogram)
+        self.histogram = histogram
+        self.cuts += cut
+        if previous is None or previous.shape != current.shape or cut:
             return None
         backward, forward = self.flow(current, previous), self.flow(previous, current)
         return Motion(backward, visible(backward, forward))

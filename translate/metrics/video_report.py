@@ -35,6 +35,7 @@ class VideoEvalReport:
     translated: str
     against: str | None
     frames: int = 0
+    cuts: int = 0  # scene cuts: the pair across each is not measured
     source_error: float = math.nan
     translated_error: float = math.nan
     psnr_to_against: float | None = None  # mean over frames, dB
@@ -51,7 +52,7 @@ class VideoEvalReport:
         lines = [
             f"source      {self.source}",
             f"translated  {self.translated}",
-            f"frames      {self.frames}",
+            f"frames      {self.frames}" + (f" ({self.cuts} scene cut(s): the frame pairs across them are not measured)" if self.cuts else ""),
             f"warping error  source {self.source_error:.6f}   translation {self.translated_error:.6f}",
             f"flicker ratio  {self.flicker_ratio:.3f}  (1.0 = as temporally stable as the source; lower is steadier)",
         ]
@@ -65,6 +66,7 @@ class VideoEvalReport:
             "translated": self.translated,
             "against": self.against,
             "frames": self.frames,
+            "cuts": self.cuts,
             "source_warping_error": self.source_error,
             "warping_error": self.translated_error,
             "flicker_ratio": self.flicker_ratio,
@@ -146,6 +148,7 @@ def evaluate_video(source: Path, translated: Path, against: Path | None = None) 
     if len(set(counts.values())) > 1:
         log.warning("the videos announce different frame counts (%s); compared the first %d frames", counts, report.frames)
     report.source_error, report.translated_error = source_error.value, translated_error.value
+    report.cuts = tracker.cuts
     if against:
         finite = [v for v in psnrs if math.isfinite(v)]
         report.psnr_to_against = sum(finite) / len(finite) if finite else math.inf
