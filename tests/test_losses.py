@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -138,3 +139,40 @@ def test_l1_terms(fn) -> None:
     assert low.dtype == torch.float32 and low.item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\) vs \(1, 1, 4\)"):
         fn(a, b.view(1, 1, 4))
+
+
+# ------------------------------------------------------------------------------------------
+# temporal loss
+
+
+def test_warp_tensor_matches_the_numpy_warp_and_shifts_by_the_flow() -> None:
+    from translate.data.flow import warp
+    from translate.losses import warp_tensor
+
+    rng = np.random.default_rng(0)
+    image = rng.random((12, 16, 3), dtype=np.float32)
+    flow = rng.uniform(-2, 2, (12, 16, 2)).astype(np.float32)
+    ours = warp_tensor(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(flow).permute(2, 0, 1)[None])
+    np.testing.assert_allclose(ours[0].permute(1, 2, 0).numpy(), warp(image, flow), atol=1e-4)
+    shift = torch.zeros(1, 2, 12, 16)
+    shift[:, 0] = 1.0  # each pixel takes the value one pixel to its right
+    x = torch.arange(16.0).expand(1, 1, 12, 16)
+    torch.testing.assert_close(warp_tensor(x, shift)[..., :-1], x[..., 1:], atol=1e-5, rtol=0)
+
+
+def test_temporal_loss_is_zero_along_the_motion_and_counts_reliable_pixels_only() -> None:
+    from translate.losses import temporal_loss
+
+    torch.manual_seed(0)
+    frame = torch.rand(2, 3, 8, 10)
+    following = torch.roll(frame, shifts=-1, dims=-1)  # content moves one pixel left
+    flow = torch.zeros(2, 2, 8, 10)
+    flow[:, 0] = 1.0  # from t+1 back to t: one pixel to the right
+    mask = torch.ones(2, 1, 8, 10)
+    mask[..., -1] = 0  # the column that wrapped around
+    assert temporal_loss(frame, following, flow, mask).item() == pytest.approx(0.0, abs=1e-6)
+    # by hand: a constant difference of 0.5 on the reliable pixels only
+    assert temporal_loss(frame, following + 0.5 * mask, flow, mask).item() == pytest.approx(0.5, abs=1e-6)
+    assert temporal_loss(frame, following + 1.0, flow, torch.zeros_like(mask)).item() == 0.0  # images: nothing
+    with pytest.raises(ValueError, match="temporal_loss: shapes differ"):
+        temporal_loss(frame, following[:, :1], flow, mask)

@@ -80,6 +80,7 @@ class TrainConfig:
     lambda_l1: float = 100.0  # pix2pix: weight of the L1 loss
     lambda_gp: float = 10.0  # wgan-gp: gradient-penalty weight
     lambda_gan: float = 1.0  # weight of the generators' adversarial losses
+    lambda_temporal: float = 0.0  # weight of the temporal loss on video-frame samples (0 = off; needs video files in the data)
     gan_warmup: int = 0  # steps over which the generators' adversarial weight ramps linearly from 0 to lambda_gan (0 = none)
     ema_decay: float = 0.0  # generator weights averaged with this decay for validation, samples of held-out images and inference (0 = off)
     pool_size: int = 50  # CycleGAN history pool of generated images; 0 disables it
@@ -233,6 +234,7 @@ LIMITS: dict[tuple[str, str], tuple[float, float | None, str]] = {
     ("TrainConfig", "sample_every"): (0, None, "a step interval"),
     ("TrainConfig", "val_every"): (-1, None, "a step interval (-1: at every save)"),
     ("TrainConfig", "lambda_gan"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "lambda_temporal"): (0.0, None, "a loss weight"),
     ("TrainConfig", "gan_warmup"): (0, None, "a step count"),
     ("TrainConfig", "ema_decay"): (0.0, 0.999999, "an averaging decay (below 1; 0 turns it off)"),
     ("TrainConfig", "val_images"): (1, None, "an image count"),

@@ -154,6 +154,46 @@ def identity_loss(idt: Tensor, real: Tensor) -> Tensor:
     return _l1(idt, real, "identity_loss")
 
 
+def warp_tensor(image: Tensor, flow: Tensor) -> Tensor:
+    """``image`` sampled at each pixel plus ``flow`` (bilinear, borders replicated), differentiably.
+
+    The torch twin of :func:`translate.data.flow.warp`: with ``flow`` from frame t+1 back to
+    frame t, an image of frame t comes out aligned with frame t+1.
+
+    Args:
+        image: ``(B, C, H, W)``.
+        flow: ``(B, 2, H, W)`` in pixels (x, y), the same H and W.
+    """
+    if image.ndim != 4 or flow.ndim != 4 or flow.shape[1] != 2 or image.shape[-2:] != flow.shape[-2:] or image.shape[0] != flow.shape[0]:
+        raise ValueError(f"warp_tensor: expected image (B, C, H, W) and flow (B, 2, H, W), got {tuple(image.shape)} and {tuple(flow.shape)}")
+    _, _, height, width = image.shape
+    ys, xs = torch.meshgrid(torch.arange(height, device=flow.device), torch.arange(width, device=flow.device), indexing="ij")
+    x = (xs + flow[:, 0].float()) * (2 / max(width - 1, 1)) - 1  # align_corners=True: pixel centres at -1 .. 1
+    y = (ys + flow[:, 1].float()) * (2 / max(height - 1, 1)) - 1
+    grid = torch.stack([x, y], dim=-1)
+    return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True).to(image.dtype)
+
+
+def temporal_loss(fake: Tensor, fake_next: Tensor, flow: Tensor, mask: Tensor) -> Tensor:
+    """Short-term temporal consistency (as Lai et al. 2018 and ReCoNet, 2018): the translation
+    of frame t+1 should equal the translation of frame t carried along the source's motion,
+    ``sum(mask * |fake_next - warp(fake, flow)|) / (C * sum(mask))``, where the flow is reliable.
+
+    Args:
+        fake: translations of frame t, ``(B, C, H, W)`` in [-1, 1].
+        fake_next: translations of frame t+1, same shape.
+        flow: ``(B, 2, H, W)``, pixels, from frame t+1 back to frame t (of the source frames).
+        mask: ``(B, 1, H, W)``, 1 where the flow is reliable, 0 elsewhere (images: all 0).
+
+    Returns:
+        A scalar; 0 when no pixel is reliable.
+    """
+    if fake.shape != fake_next.shape or mask.shape[0] != fake.shape[0] or mask.shape[-2:] != fake.shape[-2:]:
+        raise ValueError(f"temporal_loss: shapes differ: {tuple(fake.shape)}, {tuple(fake_next.shape)}, mask {tuple(mask.shape)}")
+    diff = (fake_next.float() - warp_tensor(fake, flow).float()).abs() * mask.float()
+    return diff.sum() / (mask.float().sum() * fake.shape[1]).clamp_min(1.0)
+
+
 def l1_loss(fake: Tensor, real: Tensor) -> Tensor:
     """pix2pix's reconstruction term ``mean|fake_b - real_b|``.
 

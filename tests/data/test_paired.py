@@ -91,7 +91,7 @@ def test_epochs_differ_and_repeat(side_by_side_root):
 def test_folders_matched_by_relative_path_without_extension(folders_root):
     dataset = make(folders_root / "train")
     assert dataset.layout == "folders"
-    names = [(a.relative_to(folders_root / "train").as_posix(), b.relative_to(folders_root / "train").as_posix()) for a, b in dataset.pairs]
+    names = [(a.path.relative_to(folders_root / "train").as_posix(), b.path.relative_to(folders_root / "train").as_posix()) for a, b in dataset.pairs]
     assert names == [("A/0.png", "B/0.tif"), ("A/1.png", "B/1.tif"), ("A/3.png", "B/3.tif"), ("A/sub/2.png", "B/sub/2.tif")]
 
 

@@ -124,7 +124,7 @@ def test_file_corrupt_past_its_header_is_replaced_at_load_time(unpaired_root, ph
 def test_empty_domain_and_all_unreadable(unpaired_root):
     for path in (unpaired_root / "trainB").iterdir():
         path.unlink()
-    with pytest.raises(UserError, match="trainB: no images found"):
+    with pytest.raises(UserError, match="trainB: no images or videos found"):
         make(unpaired_root)
     (unpaired_root / "trainB" / "x.png").write_bytes(b"junk")
     with pytest.raises(UserError, match=r"trainB: no readable images \(found 1 files"):

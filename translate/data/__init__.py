@@ -92,6 +92,7 @@ def build_dataset(
         direction=cfg.data.direction,
         seed=cfg.train.seed,
         max_dataset_size=cfg.data.max_dataset_size,
+        temporal=phase == "train" and cfg.train.lambda_temporal > 0,  # the next video frame and its flow, for the temporal loss
     )
     folder_a, folder_b, paired = root / f"{phase}A", root / f"{phase}B", root / phase
     model = cfg.model

@@ -99,15 +99,16 @@ class Training:
         self.aug_generator.manual_seed(step_seed(seed + 2, rank, step))
 
     def train_step(self, batch: dict[str, Any], step: int = 0) -> StepResult:
-        """Optimisation step ``step`` (0-based) on ``batch``; moves its ``"A"`` and ``"B"``
+        """Optimisation step ``step`` (0-based) on ``batch``; moves its tensors (``"A"``, ``"B"``, next frames, flows)
         (``(B, C, H, W)`` in [-1, 1]) to the device and layout in place, so the caller's batch
         holds them after. With ``train.gan_warmup`` the adversarial weight is
         ``lambda_gan * min(1, step / gan_warmup)``; with ``train.ema_decay`` the averaged
         generators follow an applied step."""
-        for key in ("A", "B"):
-            batch[key] = batch[key].to(self.device, non_blocking=True)
-            if self.channels_last:
-                batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+        for key, value in batch.items():  # A, B and, for the temporal loss, next frames, flows and masks
+            if isinstance(value, torch.Tensor):
+                batch[key] = value.to(self.device, non_blocking=True)
+                if self.channels_last and value.ndim == 4:
+                    batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
         tc = self.cfg.train
         if tc.gan_warmup and step < tc.gan_warmup:
             tc = replace(tc, lambda_gan=tc.lambda_gan * step / tc.gan_warmup)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from translate.config import NetConfig, RunConfig, TrainConfig
-from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss
+from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss, temporal_loss
 from translate.train.pool import ImagePool
 
 if TYPE_CHECKING:
@@ -62,6 +62,18 @@ def _disc_loss(disc: nn.Module, real: Tensor, fake: Tensor, ctx: DiscContext) ->
     return loss
 
 
+def temporal_term(nets: Nets, batch: dict[str, Any], key: str, generator: str, fake: Tensor, cfg: TrainConfig) -> Losses:
+    """``lambda_temporal * temporal_loss`` of ``generator`` on the batch's ``key`` images and
+    their next video frames (``{key}_next``, ``flow_{key}``, ``mask_{key}``: datasets give
+    them when ``train.lambda_temporal`` is set), as ``temporal_<key>``; nothing otherwise.
+    ``fake`` is ``generator``'s output on ``batch[key]``, already computed by the part."""
+    if cfg.lambda_temporal <= 0 or f"{key}_next" not in batch:
+        return {}
+    fake_next = nets[generator](batch[f"{key}_next"])
+    loss = temporal_loss(fake, fake_next, batch[f"flow_{key}"], batch[f"mask_{key}"])
+    return {f"temporal_{key.lower()}": cfg.lambda_temporal * loss}
+
+
 # ---------------------------------------------------------------------------- CycleGAN
 
 
@@ -76,13 +88,15 @@ def _cycle(nets: Nets, real: Tensor, there: str, back: str, judge: str, cfg: Tra
 def cyclegan_cycle_a(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
     """A -> B -> A: G's adversarial loss against D_Y and the forward cycle ||F(G(a)) - a||."""
     g_ab, cycle_a, fake_b, rec_a = _cycle(nets, batch["A"], "gen_ab", "gen_ba", "disc_b", cfg)
-    return {"g_ab": g_ab, "cycle_a": cycle_a}, {"fake_b": fake_b, "rec_a": rec_a}
+    losses = {"g_ab": g_ab, "cycle_a": cycle_a} | temporal_term(nets, batch, "A", "gen_ab", fake_b, cfg)
+    return losses, {"fake_b": fake_b, "rec_a": rec_a}
 
 
 def cyclegan_cycle_b(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
     """B -> A -> B: F's adversarial loss against D_X and the backward cycle ||G(F(b)) - b||."""
     g_ba, cycle_b, fake_a, rec_b = _cycle(nets, batch["B"], "gen_ba", "gen_ab", "disc_a", cfg)
-    return {"g_ba": g_ba, "cycle_b": cycle_b}, {"fake_a": fake_a, "rec_b": rec_b}
+    losses = {"g_ba": g_ba, "cycle_b": cycle_b} | temporal_term(nets, batch, "B", "gen_ba", fake_a, cfg)
+    return losses, {"fake_a": fake_a, "rec_b": rec_b}
 
 
 def cyclegan_identity(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
@@ -124,7 +138,7 @@ def pix2pix_generator(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tu
     losses = {
         "g_ab": cfg.lambda_gan * gan_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False),
         "l1": cfg.lambda_l1 * l1_loss(fake_b, real_b),
-    }
+    } | temporal_term(nets, batch, "A", "gen_ab", fake_b, cfg)
     return losses, {"fake_b": fake_b}
 
 
