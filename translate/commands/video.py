@@ -5,6 +5,7 @@
     translate video --model runs/day2night clip.mp4 clip_night.mp4
     translate video --model runs/day2night clip.mov compare.mp4 --side-by-side
     translate video --model runs/day2night frames/ frames_night/     # folder of images → folder
+    translate video --model runs/day2night clips/ clips_night/       # folder of videos → folder, mirrored
 
 Frames are stabilised over time unless ``--temporal off``: each frame's instance-norm
 statistics are carried from the frames before it and the previous output, moved along the
@@ -16,6 +17,10 @@ the displayed orientation (frames are translated upright and written upright) an
 stream, copied without re-encoding. Video is written as H.264 (``--codec``) in yuv420p; an odd
 height or width is padded by one repeated row or column. The file appears under its final name
 only when complete. A truncated file is translated as far as it decodes, with a warning.
+
+A folder of videos is translated into a mirrored tree; running the command again skips the
+videos already done (``--overwrite`` redoes them), a video that cannot be read is reported and
+the others go on, and under torchrun each process takes its share of the files.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("src", metavar="INPUT", help="video file (mp4, mkv, mov, avi, webm, …) or folder of frames")
+    p.add_argument("src", metavar="INPUT", help="video file (mp4, mkv, mov, avi, webm, …), folder of videos or folder of frames")
     p.add_argument("dst", metavar="OUTPUT", help="output video (format from its suffix: .mp4, .mkv, .mov) or folder")
     add_model_arguments(p)
     p.add_argument("--codec", default="libx264", help="video encoder (default libx264; e.g. libx265, libvpx-vp9 for .webm)")
@@ -51,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(carried instance-norm statistics, flow-guided blending, reset at scene cuts); off: every frame on its own",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="folder of videos: redo videos whose output exists (default: skip them)")
     p.set_defaults(run=run)
 
 
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         temporal=args.temporal,
+        overwrite=args.overwrite,
     )
     if isinstance(report, VideoReport):
         audio = f", {report.audio_streams} audio stream(s) copied" if report.audio_streams else ""
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             f"{dst}: {report.frames} frames {report.width}x{report.height}{audio} in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)"
         )
         return 0
-    print(f"{dst}: {report.summary()}")  # a folder of frames: translate_folder's FolderReport
+    print(f"{dst}: {report.summary()}")  # a folder of videos or frames: a FolderReport
     for path, reason in report.failed:
         log.error("%s: %s", path, reason)
     return 0 if report.ok else 1

@@ -289,13 +289,16 @@ def translate_video(
     queue_bound: int | None = None,
     temporal: Temporal = "stable",
     temporal_settings: TemporalSettings | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Translate a video file into ``dst`` (or a folder of frames into a folder of frames).
 
     Args:
         translator: a :class:`~translate.infer.translator.Translator` (anything with ``in_channels``
             and ``translate_batch((B, C_in, H, W) in [-1, 1]) -> (B, C_out, H, W) in [-1, 1]``).
-        src: a video file FFmpeg decodes (mp4, mkv, mov, avi, webm, …), or a folder of images.
+        src: a video file FFmpeg decodes (mp4, mkv, mov, avi, webm, …), a folder of videos
+            (translated one by one into a mirrored tree, resumable, sharded under torchrun), or
+            a folder of frames (images).
         dst: the output video (its suffix picks the format), or a folder when ``src`` is one.
             Written to a temporary file beside it and renamed when complete.
         codec: video encoder, written as yuv420p.
@@ -308,9 +311,11 @@ def translate_video(
             statistics, flow-guided blending, reset at cuts: :mod:`translate.infer.temporal`);
             ``off`` translates every frame on its own. Folders of frames are always ``off``.
         temporal_settings: the strengths of ``stable`` (default :class:`TemporalSettings`).
+        overwrite: for a folder of videos, translate those whose output exists (default: skip).
 
     Returns:
-        A :class:`VideoReport`; for a folder, the ``FolderReport`` of ``translate_folder``.
+        A :class:`VideoReport`; for a folder, a ``FolderReport`` (of its videos:
+        :func:`~translate.infer.video_folder.translate_video_folder`, or of its frames).
 
     Raises:
         UserError: missing, non-video or undecodable input, no video stream, output == input,
@@ -324,7 +329,16 @@ def translate_video(
         raise UserError(f"--temporal {temporal!r}: choose off or stable")
     if src.is_dir():
         if dst.suffix.lower() in VIDEO_SUFFIXES:
-            raise UserError(f"{dst}: a folder of frames is translated into a folder; pass an output folder, not a video file")
+            raise UserError(f"{dst}: a folder is translated into a folder; pass an output folder, not a video file")
+        from translate.data.media import list_videos
+
+        if list_videos(src):  # a folder of videos: each one into the mirrored tree
+            from translate.infer.video_folder import translate_video_folder
+
+            options = dict(codec=codec, crf=crf, side_by_side=side_by_side, batch_size=batch_size, progress=progress, queue_bound=queue_bound)
+            return translate_video_folder(
+                translate_video, translator, src, dst, overwrite=overwrite, temporal=temporal, temporal_settings=temporal_settings, **options
+            )
         from translate.infer.folder import translate_folder
 
         # like a video file, the frames of an earlier run are replaced, not kept
