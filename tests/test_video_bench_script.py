@@ -24,7 +24,9 @@ def test_quick_run_measures_every_clip_and_model(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "video.json").read_text(encoding="utf-8"))
-    assert {(r["model"], r["clip"]) for r in result["rows"]} == {(m, c) for m in ("vintagify", "day2night") for c in ("bikes", "bigbuckbunny", "carphone_pristine")}
+    assert {(r["model"], r["clip"]) for r in result["rows"]} == {
+        (m, c) for m in ("vintagify", "day2night") for c in ("bikes", "bigbuckbunny", "carphone_pristine")
+    }
     for row in result["rows"]:
         for key in ("off_flicker_ratio", "stable_flicker_ratio", "psnr_stable_to_off", "speed_ratio"):
             assert math.isfinite(row[key]) and row[key] > 0, (row["clip"], key)

@@ -22,7 +22,8 @@ DEFAULT_MEMORY_BUDGET_MB = 1280
 tiling, the full-resolution input and output. With PyTorch's own ~0.6 GB on CPU, a process
 translating a 4096x4096 photo stays under 2 GB (docs/PERFORMANCE.md)."""
 
-ModelKind = Literal["cyclegan", "pix2pix"]
+ModelKind = Literal["cyclegan", "pix2pix", "cut", "fastcut"]
+MODELS: tuple[str, ...] = get_args(ModelKind)
 NormKind = Literal["instance", "instance_affine", "batch", "none"]
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
 UpsampleKind = Literal["transposed", "resize"]
@@ -53,6 +54,7 @@ class NetConfig:
     upsample: UpsampleKind = "transposed"
     # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out channels)
     residual: bool = False
+    nce_mlp_channels: int = 256  # CUT: width of the 2-layer MLP head on each PatchNCE feature layer
 
 
 @dataclass
@@ -78,6 +80,12 @@ class TrainConfig:
     lambda_cycle: float = 10.0  # CycleGAN: weight of each cycle loss (A->B->A and B->A->B)
     lambda_identity: float = 0.5  # CycleGAN: identity weight, as a fraction of lambda_cycle
     lambda_l1: float = 100.0  # pix2pix: weight of the L1 loss
+    lambda_nce: float = 1.0  # CUT: weight of the PatchNCE loss (FastCUT: 10)
+    nce_identity: bool = True  # CUT: also PatchNCE between G(B) and B (FastCUT: off)
+    nce_layers: str = "0,4,8,12,16"  # CUT: generator layers (indices of its layer sequence) whose features PatchNCE compares
+    nce_patches: int = 256  # CUT: patch locations sampled per layer per image
+    nce_temperature: float = 0.07  # CUT: temperature of the PatchNCE softmax
+    flip_equivariance: bool = False  # CUT: randomly flip the generator's input and flip its features back (FastCUT: on)
     lambda_gp: float = 10.0  # wgan-gp: gradient-penalty weight
     lambda_gan: float = 1.0  # weight of the generators' adversarial losses
     lambda_temporal: float = 0.0  # weight of the temporal loss on video-frame samples (0 = off; needs video files in the data)
@@ -140,8 +148,16 @@ def preset(model: ModelKind, recipe: Recipe = "toolkit") -> RunConfig:
             net=NetConfig(generator="unet_256", norm="batch", dropout=True),
             train=TrainConfig(gan_mode="vanilla", pool_size=0),
         )
+    elif model in ("cut", "fastcut"):
+        # Park et al. 2020 as their code trains it: ResNet-9, LSGAN, no history pool; FastCUT
+        # weighs PatchNCE 10x, drops its identity term and adds flip equivariance
+        fast = model == "fastcut"
+        cfg = RunConfig(
+            model=model,
+            train=TrainConfig(pool_size=0, lambda_identity=0.0, lambda_nce=10.0 if fast else 1.0, nce_identity=not fast, flip_equivariance=fast),
+        )
     else:
-        raise UserError(f"unknown model {model!r}: choose cyclegan or pix2pix")
+        raise UserError(f"unknown model {model!r}: choose {', '.join(MODELS)}")
     if recipe == "paper":
         return cfg
     if recipe != "toolkit":
@@ -153,6 +169,8 @@ TOOLKIT_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     # what the default recipe changes from the paper's, per model (measured: docs/QUALITY.md)
     "cyclegan": {"net": {"upsample": "resize"}, "train": {"ema_decay": 0.999, "val_every": -1}},
     "pix2pix": {"net": {"norm": "instance"}, "train": {"ema_decay": 0.999, "val_every": -1, "lambda_gan": 0.1}},
+    "cut": {},  # not yet measured against the paper's recipe: the paper's
+    "fastcut": {},
 }
 
 
@@ -224,6 +242,10 @@ LIMITS: dict[tuple[str, str], tuple[float, float | None, str]] = {
     ("TrainConfig", "lambda_cycle"): (0.0, None, "a loss weight"),
     ("TrainConfig", "lambda_identity"): (0.0, None, "a loss weight"),
     ("TrainConfig", "lambda_l1"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "lambda_nce"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "nce_patches"): (1, None, "a patch count"),
+    ("TrainConfig", "nce_temperature"): (1e-6, None, "a softmax temperature"),
+    ("NetConfig", "nce_mlp_channels"): (1, None, "a channel count"),
     ("TrainConfig", "lambda_gp"): (0.0, None, "a loss weight"),
     ("TrainConfig", "pool_size"): (0, None, "a pool size"),
     ("TrainConfig", "steps"): (0, None, "a step count"),

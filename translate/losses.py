@@ -194,6 +194,37 @@ def temporal_loss(fake: Tensor, fake_next: Tensor, flow: Tensor, mask: Tensor) -
     return diff.sum() / (mask.float().sum() * fake.shape[1]).clamp_min(1.0)
 
 
+def patch_nce_loss(query: Tensor, key: Tensor, *, images: int, temperature: float = 0.07) -> Tensor:
+    """PatchNCE (Park et al. 2020, CUT eq. 2-3): each query patch must pick out the key patch at
+    its own location among the other locations of the same image.
+
+    For patch ``i`` of an image, the logits are ``q_i . k_i`` (the positive) and ``q_i . k_j``
+    for every other patch ``j`` of that image (the negatives), divided by ``temperature``; the
+    loss is the cross-entropy of choosing the positive, averaged over patches. The keys are
+    detached, as in the paper's code: the gradient flows through the queries (the translated
+    image's features) only.
+
+    Args:
+        query: ``(images * P, D)`` L2-normalised features of the output's patches, image-major.
+        key: the same shape: the input's features at the same locations.
+        images: the batch size: negatives come from the patch's own image.
+        temperature: the softmax temperature (0.07 in the paper).
+
+    Returns:
+        ``(images * P,)`` per-patch losses (take the mean).
+    """
+    if query.shape != key.shape or query.ndim != 2:
+        raise ValueError(f"patch_nce_loss: query and key must be (N, D) of one shape, got {tuple(query.shape)} and {tuple(key.shape)}")
+    if images < 1 or query.shape[0] % images:
+        raise ValueError(f"patch_nce_loss: {query.shape[0]} patches do not split into {images} images")
+    key = key.detach()
+    patches = query.shape[0] // images
+    q = query.float().view(images, patches, -1)
+    k = key.float().view(images, patches, -1)
+    logits = torch.bmm(q, k.transpose(1, 2)) / temperature  # (images, P, P): row i, column j = q_i . k_j
+    return F.cross_entropy(logits.flatten(0, 1), torch.arange(patches, device=query.device).repeat(images), reduction="none")
+
+
 def l1_loss(fake: Tensor, real: Tensor) -> Tensor:
     """pix2pix's reconstruction term ``mean|fake_b - real_b|``.
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from translate.config import RECIPES, RunConfig, apply_overrides, dump_yaml, load_yaml, merge, preset
+from translate.config import MODELS, RECIPES, RunConfig, apply_overrides, dump_yaml, load_yaml, merge, preset
 from translate.errors import UserError
 
 # flag -> (section, key): the contract flags map onto config fields
@@ -34,8 +34,8 @@ RESUMABLE = {"steps", "epochs", "save_every", "sample_every", "log_every", "devi
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (CycleGAN or pix2pix)", description=__doc__)
-    p.add_argument("--model", choices=["cyclegan", "pix2pix"], help="model to train (default cyclegan)")
+    p = sub.add_parser("train", help="train a model (CycleGAN, pix2pix, CUT or FastCUT)", description=__doc__)
+    p.add_argument("--model", choices=list(MODELS), help="model to train: cyclegan (default), pix2pix, cut or fastcut")
     p.add_argument(
         "--preset",
         choices=RECIPES,

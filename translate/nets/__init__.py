@@ -7,6 +7,8 @@ Importing this package registers the built-in networks (``resnet_6blocks``, ``re
 from __future__ import annotations
 
 from translate.nets import discriminators, generators  # noqa: F401  (registers the builders)
+from translate.nets.heads import PatchMLP
+from translate.nets.layers import init_weights
 from translate.nets.registry import (
     build_discriminator,
     build_generator,
@@ -18,10 +20,12 @@ from translate.nets.registry import (
 )
 
 __all__ = [
+    "PatchMLP",
     "build_discriminator",
     "build_generator",
     "discriminator_names",
     "generator_names",
+    "init_weights",
     "register_discriminator",
     "register_generator",
     "size_multiple",

@@ -10,6 +10,7 @@ In the papers' notation a CycleGAN generator is G: A→B or F: B→A (``gen_ab``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import torch
@@ -187,6 +188,31 @@ class ResnetGenerator(nn.Module):
     def output_layer(self) -> nn.Module:
         """The last convolution, whose output is the image (before tanh)."""
         return self.model[-2]
+
+    def encode(self, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """The outputs of layers ``layers`` (indices into ``self.model``, ascending) for input
+        ``x``, running only as far as the last of them: the features CUT's PatchNCE compares.
+
+        Shape: ``x`` ``(B, in_channels, H, W)`` → one ``(B, C_l, H_l, W_l)`` per layer.
+        """
+        check_image_batch(x, channels=self.in_channels, where="ResnetGenerator.encode", multiple=self.size_multiple, min_size=self.min_size)
+        if list(layers) != sorted(set(layers)) or not layers or layers[0] < 0 or layers[-1] >= len(self.model):
+            raise ValueError(f"ResnetGenerator.encode: layers must be ascending indices below {len(self.model)}, got {list(layers)}")
+        found = []
+        for index, layer in enumerate(self.model[: layers[-1] + 1]):
+            x = layer(x)
+            if index in layers:
+                found.append(x)
+        return found
+
+    def feature_channels(self, layers: Sequence[int]) -> list[int]:
+        """Channels of :meth:`encode`'s outputs for ``layers``, read from the architecture."""
+        channels, found = self.in_channels, {}
+        for index, layer in enumerate(self.model):
+            conv = last_conv(layer) if isinstance(layer, nn.Sequential) else layer
+            channels = getattr(conv, "out_channels", channels)
+            found[index] = channels
+        return [found[i] for i in layers]
 
     def forward(self, x: Tensor) -> Tensor:
         # The bottleneck must keep >= 2 pixels: reflection padding needs pad < size.

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from translate.config import RunConfig
 from translate.errors import UserError
 from translate.formats import EMA_PREFIX, MODEL_FILE, STATE_FILE, load_weights
-from translate.nets import build_discriminator, build_generator
+from translate.nets import build_discriminator, build_generator, init_weights
 from translate.runtime import DistInfo, autocast_dtype, channels_last_activations, place
 from translate.train.objectives import OBJECTIVES, DiscContext, Objective
 from translate.train.pool import ImagePool
@@ -202,7 +202,8 @@ def build_training(
         nets = sync_batch_norm(nets, device, dist)
 
     adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), **adam_kernel(device))
-    opt_g = torch.optim.Adam(_parameters(nets, objective.generators), **adam)
+    trained_with_generators = [*objective.generators, *objective.heads]
+    opt_g = torch.optim.Adam(_parameters(nets, trained_with_generators), **adam)
     opt_d = torch.optim.Adam(_parameters(nets, objective.discriminators), **adam)
     pools = {k: ImagePool(tc.pool_size, seed=tc.seed + i) for i, k in enumerate(objective.pools)}
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -235,13 +236,16 @@ def build_training(
 
 
 def build_nets(cfg: RunConfig, objective: Objective) -> dict[str, nn.Module]:
-    """The objective's networks, freshly initialised on the CPU (generators first, table order)."""
+    """The objective's networks, freshly initialised on the CPU: generators, discriminators,
+    then heads (table order)."""
     net = cfg.net
     nets: dict[str, nn.Module] = {}
     for name, gen in objective.generators.items():
         nets[name] = build_generator(net, gen.in_channels(net), gen.out_channels(net))
     for name, channels in objective.discriminators.items():
         nets[name] = build_discriminator(net, channels(net))
+    for name, build_head in objective.heads.items():
+        nets[name] = init_weights(build_head(cfg, nets), net.init, net.init_gain)
     return nets
 
 
@@ -293,7 +297,7 @@ def phase_modules(
                 seen_by_objective[name] = AugmentedDiscriminator(nets[name], cfg.train.diffaug, aug_generator)
         except ValueError as exc:
             raise UserError(f"config train.diffaug: {exc}") from None
-    g_phase: nn.Module = PhaseModule({n: nets[n] for n in objective.generators}, seen_by_objective)
+    g_phase: nn.Module = PhaseModule({n: nets[n] for n in [*objective.generators, *objective.heads]}, seen_by_objective)
     d_phase: nn.Module = PhaseModule({n: nets[n] for n in objective.discriminators}, seen_by_objective)
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None

@@ -26,14 +26,15 @@ its functions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from translate.config import NetConfig, RunConfig, TrainConfig
-from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss, temporal_loss
+from translate.errors import UserError
+from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss, patch_nce_loss, temporal_loss
 from translate.train.pool import ImagePool
 
 if TYPE_CHECKING:
@@ -155,6 +156,83 @@ def pix2pix_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[
     return {"d_b": _disc_loss(nets["disc_b"], real_pair, fake_pair, ctx)}
 
 
+# ---------------------------------------------------------------------------- CUT and FastCUT
+
+
+def nce_layers(cfg: TrainConfig) -> list[int]:
+    """``train.nce_layers`` (``"0,4,8,12,16"``) as ascending layer indices (UserError when malformed)."""
+    try:
+        layers = sorted({int(part) for part in cfg.nce_layers.split(",") if part.strip()})
+    except ValueError:
+        raise UserError(f"config train.nce_layers {cfg.nce_layers!r}: expected layer indices such as 0,4,8,12,16") from None
+    if not layers or layers[0] < 0:
+        raise UserError(f"config train.nce_layers {cfg.nce_layers!r}: expected non-negative layer indices such as 0,4,8,12,16")
+    return layers
+
+
+def _nce(nets: Nets, source: Tensor, output: Tensor, cfg: TrainConfig, flipped: bool) -> Tensor:
+    """PatchNCE between ``source`` and the generator's ``output`` for it, averaged over layers
+    (CUT's ``calculate_NCE_loss``): the same random locations in both, features through the
+    MLP heads; with ``flipped`` the output came from a flipped input, so its features are
+    flipped back before they are compared."""
+    layers, gen = nce_layers(cfg), nets["gen_ab"]
+    queries = gen.encode(output, layers)
+    if flipped:
+        queries = [q.flip(3) for q in queries]
+    keys = gen.encode(source, layers)
+    locations = [torch.randperm(k.shape[2] * k.shape[3], device=k.device)[: cfg.nce_patches] for k in keys]
+    heads = nets["nce_mlp"]
+    pairs = zip(heads(queries, locations), heads(keys, locations), strict=True)
+    return torch.stack([patch_nce_loss(q, k, images=source.shape[0], temperature=cfg.nce_temperature).mean() for q, k in pairs]).mean()
+
+
+def cut_generator(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
+    """CUT's generator objective: LSGAN against D_Y, PatchNCE between A and G(A) and (CUT, not
+    FastCUT) between B and G(B); with flip equivariance the inputs are flipped at random."""
+    real_a, real_b = batch["A"], batch["B"]
+    real = torch.cat([real_a, real_b]) if cfg.nce_identity else real_a
+    flipped = cfg.flip_equivariance and bool(torch.rand(()) < 0.5)  # from the step's seeded generator
+    out = nets["gen_ab"](real.flip(3) if flipped else real)
+    fake_b = out[: real_a.shape[0]].flip(3) if flipped else out[: real_a.shape[0]]
+    losses = {"g_ab": cfg.lambda_gan * gan_loss(nets["disc_b"](fake_b), True, cfg.gan_mode, for_discriminator=False)}
+    nce = _nce(nets, real_a, out[: real_a.shape[0]], cfg, flipped)
+    outputs = {"fake_b": fake_b}
+    if cfg.nce_identity:
+        idt_b = out[real_a.shape[0] :]
+        nce = 0.5 * (nce + _nce(nets, real_b, idt_b, cfg, flipped))
+        outputs["idt_b"] = idt_b.flip(3) if flipped else idt_b
+    losses["nce"] = cfg.lambda_nce * nce
+    return losses | temporal_term(nets, batch, "A", "gen_ab", fake_b, cfg), outputs
+
+
+def cut_generator_parts(cfg: RunConfig) -> tuple[GeneratorPart, ...]:
+    return (cut_generator,)
+
+
+def cut_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[str, Tensor], ctx: DiscContext) -> Losses:
+    fake_b = outputs["fake_b"].detach()
+    if "b" in ctx.pools:
+        fake_b = ctx.pools["b"].query(fake_b)
+    return {"d_b": _disc_loss(nets["disc_b"], batch["B"], fake_b, ctx)}
+
+
+def patch_mlp(cfg: RunConfig, nets: Nets) -> nn.Module:
+    """CUT's MLP heads, sized from the A→B generator's feature layers."""
+    from translate.nets.heads import PatchMLP
+
+    gen = nets["gen_ab"]
+    if not hasattr(gen, "encode"):
+        raise UserError(f"{cfg.model} compares generator features layer by layer, which needs a ResNet generator; set net.generator=resnet_9blocks")
+    layers = nce_layers(cfg.train)
+    try:
+        channels = gen.feature_channels(layers)
+    except KeyError:
+        raise UserError(
+            f"config train.nce_layers {cfg.train.nce_layers!r}: the generator has {len(gen.model)} layers (indices 0-{len(gen.model) - 1})"
+        ) from None
+    return PatchMLP(channels, cfg.net.nce_mlp_channels)
+
+
 # ---------------------------------------------------------------------------- table
 
 Measure = Literal["paired", "cycle", "kid"]
@@ -223,6 +301,9 @@ class Objective:
     discriminator_step: Callable[..., Losses]
     sample_rows: tuple[tuple[str, ...], ...]  # rows of the sample grid, by tensor name
     validation: Validation
+    # networks trained with the generators but not used to translate (CUT's MLP heads): built
+    # from the config and the generators, optimised and saved with them
+    heads: dict[str, Callable[[RunConfig, Nets], nn.Module]] = field(default_factory=dict)
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -248,3 +329,17 @@ OBJECTIVES: dict[str, Objective] = {
         validation=Validation(measures=("paired",), best_metric="psnr", row=("A", "fake_b", "B")),
     ),
 }
+# CUT and FastCUT (Park et al. 2020): one generator, one discriminator, PatchNCE through MLP heads;
+# the two differ only in their config (preset): PatchNCE weight, identity term, flip equivariance
+_CUT = Objective(
+    data="unpaired",
+    generators={"gen_ab": A_TO_B},
+    discriminators={"disc_b": channels_b},
+    pools=("b",),
+    generator_parts=cut_generator_parts,
+    discriminator_step=cut_discriminator_step,
+    sample_rows=(("A", "fake_b", "B"),),
+    validation=Validation(measures=("kid",), best_metric="kid", row=("A", "fake_b", "B")),
+    heads={"nce_mlp": patch_mlp},
+)
+OBJECTIVES["cut"] = OBJECTIVES["fastcut"] = _CUT
