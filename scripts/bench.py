@@ -49,7 +49,12 @@ TARGETS: dict[str, float] = {
     "apply": 1 / 0.9,  # end to end against the model alone, per image: at least 90 % of its speed
     "video": 1 / 0.9,
     "tiled": 2048,  # peak RSS (MB) of a process translating a 4096² photo: fits a 2 GB machine
+    # one-sided models against CycleGAN, a training iteration at batch 1 (Park et al. 2020 report FastCUT ~2x faster, ~half the memory)
+    "fastcut": 0.55,
+    "cut": 0.75,
+    "memory": 0.6,  # FastCUT's peak memory over CycleGAN's (CPU: a process's peak RSS; GPU: max_memory_allocated)
 }
+ONE_SIDED = ("cut", "fastcut")
 
 KERNELS_OFF = {"TRANSLATE_CPU_KERNELS": "0"}
 GENERATORS = ("resnet_9blocks", "unet_256")
@@ -58,6 +63,7 @@ GENERATORS = ("resnet_9blocks", "unet_256")
 PLANS: dict[tuple[str, bool], dict[str, Any]] = {
     ("cpu", False): dict(
         train=[("cyclegan", 128), ("pix2pix", 256)],
+        one_sided=256,
         infer=[(g, s) for g in GENERATORS for s in (256, 512)],
         pipelines=dict(side=256, count=4, clip=(320, 180, 6), batch_size=2),
         tiled=dict(side=4096, tile=None),
@@ -69,6 +75,7 @@ PLANS: dict[tuple[str, bool], dict[str, Any]] = {
     ),
     ("cpu", True): dict(
         train=[("cyclegan", 32)],
+        one_sided=32,
         infer=[("resnet_9blocks", 64), ("unet_256", 256)],
         pipelines=dict(side=64, count=2, clip=(64, 48, 4), batch_size=2),
         tiled=dict(side=384, tile=128),
@@ -80,6 +87,7 @@ PLANS: dict[tuple[str, bool], dict[str, Any]] = {
     ),
     ("cuda", False): dict(
         train=[("cyclegan", 256), ("pix2pix", 256)],
+        one_sided=256,
         infer=[(g, s) for g in GENERATORS for s in (256, 1024)],
         pipelines=None,
         tiled=None,
@@ -91,6 +99,7 @@ PLANS: dict[tuple[str, bool], dict[str, Any]] = {
     ),
     ("cuda", True): dict(
         train=[("cyclegan", 64), ("pix2pix", 256)],
+        one_sided=64,
         infer=[("resnet_9blocks", 64), ("unet_256", 256)],
         pipelines=None,
         tiled=None,
@@ -202,6 +211,33 @@ def inference_group(plan: Plan, runs: list, precs: tuple, kinds: set[str]) -> Gr
     return Group(jobs, toolkit_rows(plan, "infer", "plain eager", runs, precs, "{key}/{p}/plain"))
 
 
+def one_sided_group(plan: Plan, *_: Any) -> Group:
+    """CUT and FastCUT against CycleGAN: iteration time interleaved in one process, and peak
+    memory each in a process of its own (on a GPU: max_memory_allocated of the timed runs)."""
+    side, base = plan.settings["one_sided"], plan.settings["base_channels"]
+    models = ("cyclegan", *ONE_SIDED)
+    kw = dict(precisions=["fp32"], base_channels=base, label="toolkit")
+    jobs = [Job("one-sided", [(W.training, {**kw, "runs": [(m, side) for m in models]})])]
+    key = lambda m: f"train/{m}/{side}/fp32/toolkit"  # noqa: E731
+    rows = [Row(m, "training vs cyclegan at batch 1", f"{side}²", "fp32", key(m), key("cyclegan"), run=(m, side)) for m in ONE_SIDED]
+    if plan.device == "cpu":
+        jobs += [Job(f"memory {m}", [(W.training, {**kw, "runs": [(m, side)], "label": "memory"})]) for m in models]
+        rows.append(
+            Row(
+                "memory",
+                "fastcut vs cyclegan, peak RSS of a training process",
+                f"{side}²",
+                "fp32",
+                "memory fastcut/peak_rss_mb",
+                "memory cyclegan/peak_rss_mb",
+                unit="MB",
+            )
+        )
+    else:
+        rows.append(Row("memory", "fastcut vs cyclegan, max_memory_allocated", f"{side}²", "fp32", key("fastcut"), key("cyclegan"), unit="MB"))
+    return Group(jobs, rows)
+
+
 def pipelines_group(plan: Plan, *_: Any) -> Group:
     p = {**plan.settings["pipelines"], "base_channels": plan.settings["base_channels"]}
     (width, height, frames), side, count = p["clip"], p["side"], p["count"]
@@ -222,7 +258,7 @@ def tiled_group(plan: Plan, *_: Any) -> Group:
 def groups(plan: Plan, only: list[str]) -> list[Group]:
     """Every group with a row ``only`` selects, built for just the sizes and precisions those rows need."""
     s = plan.settings
-    candidates = [(training_group, s["train"]), (inference_group, s["infer"])]
+    candidates = [(training_group, s["train"]), (inference_group, s["infer"]), (one_sided_group, None)]
     candidates += [(pipelines_group, None)] if s["pipelines"] else []
     candidates += [(tiled_group, None)] if s["tiled"] else []
     selected = []
@@ -279,6 +315,8 @@ def measure(plan: Plan, selected: list[Group], threads: int | None) -> tuple[dic
 
 def evaluate(row: Row, variants: dict[str, Any], device: str) -> dict[str, Any]:
     def median(key: str | None) -> float | None:
+        if row.unit == "MB" and device == "cuda" and key:  # GPU memory: the variant's max_memory_allocated
+            return variants.get(key, {}).get("cuda_peak_mb")
         runs = variants.get(key, {}).get("runs") if key else None
         return statistics.median(runs) / row.items if runs else None
 
