@@ -51,6 +51,8 @@ class Variant:
     train_images: int | None = None  # None: all of the task's
     settings: tuple[str, ...] = ()  # translate train --set overrides; "{steps}" is the run's step count
     preset: str = "toolkit"  # translate train --preset: toolkit (the default recipe) or paper
+    model: str | None = None  # translate train --model, when not the task's (CUT on an unpaired task)
+    same_time_as: str | None = None  # a variant of the task: train as many steps as fit in its measured minutes
 
 
 TASKS = (
@@ -66,6 +68,9 @@ CYCLEGAN_LEVERS = (
     Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
     Variant("paper + GAN warm-up", settings=("train.gan_warmup={half}",), preset="paper"),
     Variant("toolkit"),
+    # one-sided models at CycleGAN's wall-clock budget (PatchNCE on the 6-block generator's encoder layers)
+    Variant("CUT, same time as toolkit", settings=("train.nce_layers=0,4,8,12,14",), model="cut", same_time_as="toolkit"),
+    Variant("FastCUT, same time as toolkit", settings=("train.nce_layers=0,4,8,12,14",), model="fastcut", same_time_as="toolkit"),
 )
 VARIANTS: dict[str, tuple[Variant, ...]] = {
     "sketch2photo": (
@@ -88,10 +93,16 @@ PLANS = {  # by --quick: image side, images per training set and held out; steps
 
 def train_args(task: Task, variant: Variant, root: Path, run: Path, plan: dict, steps: int, seed: int, args: argparse.Namespace) -> list[str]:
     """The ``translate train`` command of one run: fixed steps, the crops as they are (flips only)."""
-    options = {"--model": task.model, "--preset": variant.preset, "--data": root, "--out": run, "--steps": steps}
+    options = {"--model": variant.model or task.model, "--preset": variant.preset, "--data": root, "--out": run, "--steps": steps}
     options |= {"--crop-size": plan["size"], "--seed": seed}
     # ten saves a run: where the recipe validates (at every save), it keeps the best of them
-    options |= {"--precision": args.precision, "--device": "cpu", "--save-every": max(1, steps // 10), "--sample-every": 0, "--log-every": max(1, steps // 20)}
+    options |= {
+        "--precision": args.precision,
+        "--device": "cpu",
+        "--save-every": max(1, steps // 10),
+        "--sample-every": 0,
+        "--log-every": max(1, steps // 20),
+    }
     settings = [f"train.schedule_steps={steps}", "data.preprocess=crop", f"net.generator={plan['generator'] or task.generator}"]
     settings += [f"net.base_channels_g={plan['base_channels']}", f"net.base_channels_d={plan['base_channels']}"]
     settings += [s.format(steps=steps, half=max(1, steps // 2)) for s in variant.settings]
@@ -128,11 +139,16 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
         {"task": task.name, "variant": "baseline: identity", "kind": "baseline", "pred_dir": str(test_input), **scores(test_input, test_target)},
         {"task": task.name, "variant": "baseline: mean training target", "kind": "baseline", "pred_dir": str(mean), **scores(mean, test_target)},
     ]
-    steps = plan["steps"] or task.steps
+    task_steps = plan["steps"] or task.steps
     for variant in VARIANTS[task.name]:
         if args.only and not any(o in f"{task.name} {variant.name}" for o in args.only):
             continue
         source = data.subset(root, work / "data" / f"{task.name}_{variant.train_images}", variant.train_images) if variant.train_images else root
+        steps = task_steps
+        if variant.same_time_as:
+            budget = [r["train_minutes"] for r in rows if r.get("variant") == variant.same_time_as]
+            if budget:  # (with --only, the budget's own rows may not have run: the task's steps then)
+                steps = steps_in(statistics.fmean(budget), task, variant, source, plan, work, args)
         for seed in range(args.seeds):
             run = work / "runs" / f"{task.name}_{_slug(variant.name)}_seed{seed}"
             shutil.rmtree(run, ignore_errors=True)  # a fresh run, never a resumed one
@@ -149,7 +165,7 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
                 raise RuntimeError(f"{run}: {len(done.failed)} test images failed: {done.failed[:2]}")
             row = {
                 "task": task.name,
-                "model": task.model,
+                "model": variant.model or task.model,
                 "variant": variant.name,
                 "kind": "model",
                 "seed": seed,
@@ -166,6 +182,28 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
             )
             rows.append(row)
     return rows
+
+
+def steps_in(minutes: float, task: Task, variant: Variant, root: Path, plan: dict, work: Path, args: argparse.Namespace) -> int:
+    """How many steps of ``variant`` fit in ``minutes`` of training on this machine, from two
+    timed calibration runs (their difference gives the time per step; the rest is start-up)."""
+    from translate.cli import main as translate
+
+    short, long = (2, 4) if args.quick else (10, 40)
+    seconds = []
+    for count in (short, long):
+        run = work / "runs" / f"calibrate_{task.name}_{_slug(variant.name)}_{count}"
+        shutil.rmtree(run, ignore_errors=True)
+        tick = time.perf_counter()
+        if translate(train_args(task, variant, root, run, plan, count, 0, args)) != 0:
+            raise RuntimeError(f"calibrating {variant.name} failed")
+        seconds.append(time.perf_counter() - tick)
+        shutil.rmtree(run, ignore_errors=True)
+    per_step = max((seconds[1] - seconds[0]) / (long - short), 1e-3)
+    startup = max(seconds[0] - short * per_step, 0.0)
+    steps = max(1, int((minutes * 60 - startup) / per_step))
+    print(f"[quality] {task.name} / {variant.name}: {per_step:.2f} s a step, {steps} steps in {minutes:.1f} min", flush=True)
+    return steps
 
 
 def _slug(text: str) -> str:

@@ -76,6 +76,7 @@ def test_train_step_moves_the_batch_to_the_devices_layout(photo) -> None:
 def test_state_through_a_checkpoint_continues_exactly(model, photo, tmp_path: Path) -> None:
     cfg = tiny(model)
     cfg.train.pool_size = 1  # the pool's contents and RNG are part of the state
+    cfg.train.ema_decay = 0.99  # and the averaged generators
 
     def step(training: Training, i: int) -> None:
         training.seed_step(i)

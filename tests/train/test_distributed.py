@@ -22,7 +22,9 @@ def torchrun(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_two_processes_match_one_process_with_double_batch(unpaired_data: Path, tmp_path: Path) -> None:
-    common = ["train", "--data", str(unpaired_data), "--seed", "2", "--device", "cpu", "--steps", "3", *TINY_CYCLEGAN]
+    # a small learning rate: Adam's first steps are about lr * sign(g), so float rounding that flips
+    # the sign of a near-zero gradient moves a weight by about lr either way
+    common = ["train", "--data", str(unpaired_data), "--seed", "2", "--device", "cpu", "--steps", "3", *TINY_CYCLEGAN, "--set", "train.lr=2e-5"]
     two = tmp_path / "two"
     done = torchrun(2, [*common, "--out", str(two), "--batch-size", "1"])
     # the loop checks at every checkpoint that all ranks hold identical parameters and fails otherwise
@@ -44,7 +46,7 @@ def test_two_processes_match_one_process_with_double_batch(unpaired_data: Path, 
             other = b.weights[net][key]
             # same samples, averaged gradients: equal up to float summation order (Adam's first
             # steps are ~lr·sign(g), so near-zero gradients may differ by a few lr)
-            assert torch.allclose(value, other, atol=3e-3), (net, key, (value - other).abs().max())
+            assert torch.allclose(value, other, atol=3e-4), (net, key, (value - other).abs().max())
     # conv biases right before instance norm have a zero true gradient, so their values are
     # noise either way; what must agree is what the networks compute
     from translate.nets import build_discriminator, build_generator
@@ -59,8 +61,8 @@ def test_two_processes_match_one_process_with_double_batch(unpaired_data: Path, 
         disc.load_state_dict(loaded.weights["disc_b"])
         with torch.no_grad():
             outs.append((gen(x), disc(x)))
-    assert (outs[0][0] - outs[1][0]).abs().max() < 1e-2
-    assert (outs[0][1] - outs[1][1]).abs().max() < 1e-2
+    assert (outs[0][0] - outs[1][0]).abs().max() < 5e-3
+    assert (outs[0][1] - outs[1][1]).abs().max() < 5e-3
 
 
 def test_resume_with_a_different_number_of_processes(unpaired_data: Path, tmp_path: Path) -> None:

@@ -51,12 +51,21 @@ def test_pix2pix_validation_logs_paired_metrics_and_keeps_best(paired_data: Path
     assert best.counters.step == best_step
     assert best.state["validation"]["metric"] == "psnr"
     assert (run / "samples" / "val_step_0000004.png").is_file()
-    # inference from the run takes the best checkpoint's averaged generator and says which step
+    # inference from the run takes the best checkpoint and says which step
     weights, _, source = read_generator(run)
     assert Path(source.split(" (")[0]) == run / "checkpoints" / "best" and f"step {best_step}" in source
-    assert all(torch.equal(v, best.weights["ema_gen_ab"][k]) for k, v in weights.items())
+    assert all(torch.equal(v, best.weights["gen_ab"][k]) for k, v in weights.items())
     latest, _, source = read_generator(run / "checkpoints" / "step_0000004")  # a checkpoint: itself
-    assert "best" not in source and all(torch.equal(v, load_checkpoint(run).weights["ema_gen_ab"][k]) for k, v in latest.items())
+    assert "best" not in source and all(torch.equal(v, load_checkpoint(run).weights["gen_ab"][k]) for k, v in latest.items())
+
+
+def test_averaged_weights_are_what_the_best_checkpoint_gives_inference(paired_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["--set", "train.val_every=1", "--set", "train.val_images=2", "--set", "train.ema_decay=0.9"]
+    assert main(["train", "--model", "pix2pix", "--data", str(paired_data), "--out", str(run), "--steps", "2", *TINY_PIX2PIX, *args]) == 0
+    best = load_checkpoint(run / "checkpoints" / "best")
+    weights, _, source = read_generator(run)
+    assert "averaged weights" in source and all(torch.equal(v, best.weights["ema_gen_ab"][k]) for k, v in weights.items())
 
 
 def test_paper_preset_validates_nothing_and_infers_from_the_latest_trained_weights(paired_data: Path, tmp_path: Path) -> None:
