@@ -31,7 +31,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_every_row_is_measured_with_finite_positive_numbers(quick: tuple[Path, dict]) -> None:
     _, result = quick
     rows = result["rows"]
-    assert {r["kind"] for r in rows} == {"train", "kernels", "infer", "apply", "video", "tiled"}
+    assert {r["kind"] for r in rows} == {"train", "kernels", "infer", "apply", "video", "tiled", "cut", "fastcut", "memory"}
     assert len({r["id"] for r in rows}) == len(rows)
     has_reference = result["plan"]["reference"] is not None
     for r in rows:

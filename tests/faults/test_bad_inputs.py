@@ -163,7 +163,7 @@ def test_training_refuses_bad_layouts(layout, tiny_unpaired, tmp_path, capsys, r
     else:
         shutil.copytree(tiny_unpaired / "trainA", data / "trainA")
         (data / "trainB").mkdir()
-        words = [str(data / "trainB"), "no images found"]
+        words = [str(data / "trainB"), "no images or videos found"]
     model = "cyclegan" if layout == "empty domain" else "pix2pix"
     before = digest_tree(data)
     code = main(["train", "--model", model, "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "1", *TINY])
