@@ -136,16 +136,22 @@ class EvalReport:
         Returns:
             The JSON and CSV paths (the CSV path is returned even if not written).
         """
-        out_dir = Path(out_dir)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+        out_dir = output_folder(out_dir)
         json_path, csv_path = out_dir / "metrics.json", out_dir / "metrics.csv"
         atomic_write(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         if self.names:
             atomic_write(csv_path, self.to_csv())
         return json_path, csv_path
+
+
+def output_folder(out_dir: str | Path) -> Path:
+    """``--out``, created when missing (one UserError line naming it when it cannot be)."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+    return out_dir
 
 
 def _json_safe(value: Any) -> Any:

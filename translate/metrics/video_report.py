@@ -22,6 +22,7 @@ import numpy as np
 
 from translate.errors import UserError
 from translate.files import atomic_write
+from translate.metrics.report import output_folder
 from translate.metrics.video import MotionTracker, WarpingError, psnr
 
 log = logging.getLogger("translate")
@@ -85,11 +86,7 @@ class VideoEvalReport:
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
         """``video_metrics.json`` (summary) and ``video_metrics.csv`` (per frame) in ``out_dir``."""
-        out_dir = Path(out_dir)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+        out_dir = output_folder(out_dir)
         json_path, csv_path = out_dir / "video_metrics.json", out_dir / "video_metrics.csv"
         atomic_write(json_path, json.dumps(self.to_dict(), indent=2) + "\n")
         atomic_write(csv_path, self.to_csv())
