@@ -26,7 +26,8 @@ ModelKind = Literal["cyclegan", "pix2pix", "cut", "fastcut"]
 MODELS: tuple[str, ...] = get_args(ModelKind)
 NormKind = Literal["instance", "instance_affine", "batch", "none"]
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
-UpsampleKind = Literal["transposed", "resize"]
+UpsampleKind = Literal["transposed", "resize", "blur"]
+DownsampleKind = Literal["strided", "blur"]
 GanMode = Literal["lsgan", "vanilla", "hinge", "wgangp"]
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
 Direction = Literal["AtoB", "BtoA"]
@@ -50,8 +51,11 @@ class NetConfig:
     init_gain: float = 0.02
     dropout: bool = False  # dropout in generator (pix2pix U-Net uses it)
     spectral_norm: bool = False  # spectral norm on discriminator convolutions
-    # generator upsampling: transposed convolution (the papers') or nearest resize + 3x3 convolution (no checkerboard)
+    # generator upsampling: transposed convolution (the papers'), nearest resize + 3x3 convolution (no
+    # checkerboard) or blur (anti-aliased, as CUT's code by default) + 3x3 convolution
     upsample: UpsampleKind = "transposed"
+    # ResNet generator downsampling: stride-2 convolution (the papers') or 3x3 convolution + anti-aliased blur (CUT's code by default)
+    downsample: DownsampleKind = "strided"
     # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out channels)
     residual: bool = False
     nce_mlp_channels: int = 256  # CUT: width of the 2-layer MLP head on each PatchNCE feature layer

@@ -233,3 +233,32 @@ def test_resize_upsampling_has_no_transposed_convolution_and_trains(name: str) -
         assert (flat - flat.mean((2, 3), keepdim=True)).abs().max() < 1e-4
     with pytest.raises(ValueError, match="upsample must be one of"):
         generators.upsampling(4, 4, "bicubic", kernel_size=3)  # type: ignore[arg-type]
+
+
+def test_anti_aliased_generator_has_the_layout_cuts_layer_indices_refer_to() -> None:
+    torch.manual_seed(0)
+    net = build_generator(tiny("resnet_9blocks", downsample="blur", upsample="blur"))
+    kinds = [type(m).__name__ for m in net.model]
+    assert kinds[4:8] == ["Conv2d", "InstanceNorm2d", "ReLU", "BlurDownsample"] and kinds[12] == "ResnetBlock"
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    assert all(k.endswith(("weight", "bias")) for k in net.state_dict())  # the blur filters are fixed, not saved
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    y = net(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    y.mean().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    with pytest.raises(Exception, match="downsamples with strided convolutions only"):
+        build_generator(tiny("unet_128", downsample="blur"))
+
+
+def test_blur_layers_keep_flat_images_flat_and_resize_by_two() -> None:
+    from translate.nets.layers import BlurDownsample, BlurUpsample, binomial_filter
+
+    torch.testing.assert_close(binomial_filter(3), torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16)
+    flat = torch.full((1, 2, 9, 10), 0.3)
+    assert BlurDownsample(2)(flat).shape == (1, 2, 5, 5) and torch.allclose(BlurDownsample(2)(flat), torch.tensor(0.3))
+    assert BlurUpsample(2)(flat).shape == (1, 2, 18, 20) and torch.allclose(BlurUpsample(2)(flat), torch.tensor(0.3))
+    # a single bright pixel spreads over its neighbours instead of aliasing
+    spike = torch.zeros(1, 1, 8, 8)
+    spike[0, 0, 3, 3] = 1.0
+    assert (BlurUpsample(1)(spike) > 0).sum() > 4 and BlurUpsample(1)(spike).sum() == pytest.approx(4.0)

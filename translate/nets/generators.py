@@ -16,8 +16,9 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from translate.config import NetConfig, NormKind, UpsampleKind
-from translate.nets.layers import check_image_batch, check_residual, conv_bias, norm_factory, residual_output
+from translate.config import DownsampleKind, NetConfig, NormKind, UpsampleKind
+from translate.errors import UserError
+from translate.nets.layers import BlurDownsample, BlurUpsample, check_image_batch, check_residual, conv_bias, norm_factory, residual_output
 from translate.nets.registry import register_generator
 
 PaddingKind = Literal["reflect", "replicate", "zero"]
@@ -32,13 +33,15 @@ def upsampling(in_channels: int, out_channels: int, kind: UpsampleKind, *, kerne
     neighbour resize then a 3x3 convolution (Odena et al. 2016, "Deconvolution and
     checkerboard artifacts"): every output pixel gets the same number of weights, so no
     checkerboard from the start; not the reference layout, so reference checkpoints need
-    ``transposed``.
+    ``transposed``. ``blur``: zeros between the pixels and a binomial blur (anti-aliased, as
+    CUT's code: :class:`~translate.nets.layers.BlurUpsample`), then a 3x3 convolution.
     """
     if kind == "transposed":
         extra = 1 if kernel_size % 2 else 0  # (k 3, p 1, op 1) and (k 4, p 1, op 0) both double exactly
         return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=kernel_size, stride=2, padding=1, output_padding=extra, bias=bias)
-    if kind == "resize":
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias))
+    if kind in ("resize", "blur"):
+        grow = nn.Upsample(scale_factor=2, mode="nearest") if kind == "resize" else BlurUpsample(in_channels)
+        return nn.Sequential(grow, nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias))
     raise ValueError(f"upsample must be one of {', '.join(get_args(UpsampleKind))}, got {kind!r}")
 
 
@@ -113,7 +116,10 @@ class ResnetGenerator(nn.Module):
         norm: norm layer kind.
         dropout: dropout(0.5) inside each residual block.
         padding: border handling inside the residual blocks.
-        upsample: ``transposed`` (the reference) or ``resize`` (:func:`upsampling`).
+        upsample: ``transposed`` (the reference), ``resize`` or ``blur`` (:func:`upsampling`).
+        downsample: ``strided`` (the reference) or ``blur``: a stride-1 convolution, then
+            :class:`~translate.nets.layers.BlurDownsample` (CUT's anti-aliased layout, whose
+            layer indices ``train.nce_layers`` 0,4,8,12,16 refer to in the paper's code).
         residual: output ``tanh(atanh(x) + net(x))`` instead of ``tanh(net(x))``
             (:func:`~translate.nets.layers.residual_output`); with the output layer zeroed
             (``build_generator`` does) the untrained generator is the identity. Needs
@@ -134,10 +140,13 @@ class ResnetGenerator(nn.Module):
         dropout: bool = False,
         padding: PaddingKind = "reflect",
         upsample: UpsampleKind = "transposed",
+        downsample: DownsampleKind = "strided",
         residual: bool = False,
     ) -> None:
         super().__init__()
         check_residual("ResnetGenerator", residual, in_channels, out_channels)
+        if downsample not in get_args(DownsampleKind):
+            raise ValueError(f"ResnetGenerator: downsample must be one of {', '.join(get_args(DownsampleKind))}, got {downsample!r}")
         for name, value, least in (
             ("in_channels", in_channels, 1),
             ("out_channels", out_channels, 1),
@@ -164,11 +173,11 @@ class ResnetGenerator(nn.Module):
         ]
         channels = base_channels
         for _ in range(n_downsampling):
-            layers += [
-                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
-                make_norm(channels * 2),
-                nn.ReLU(True),
-            ]
+            if downsample == "strided":
+                layers += [nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias), make_norm(channels * 2), nn.ReLU(True)]
+            else:  # anti-aliased, as CUT's code: full-resolution convolution, then blur and subsample
+                conv = nn.Conv2d(channels, channels * 2, kernel_size=3, padding=1, bias=bias)
+                layers += [conv, make_norm(channels * 2), nn.ReLU(True), BlurDownsample(channels * 2)]
             channels *= 2
         layers += [ResnetBlock(channels, norm=norm, dropout=dropout, bias=bias, padding=padding) for _ in range(n_blocks)]
         for _ in range(n_downsampling):
@@ -377,12 +386,17 @@ def resnet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, n_b
         norm=cfg.norm,
         dropout=cfg.dropout,
         upsample=cfg.upsample,
+        downsample=cfg.downsample,
         residual=cfg.residual,
     )
 
 
 def unet_generator(cfg: NetConfig, in_channels: int, out_channels: int, *, num_downs: int) -> UnetGenerator:
     """A :class:`UnetGenerator` with ``num_downs`` levels, the rest from ``cfg``."""
+    if cfg.downsample != "strided":
+        raise UserError(
+            f"config net.downsample {cfg.downsample!r}: the U-Net downsamples with strided convolutions only; use a resnet generator or net.downsample=strided"
+        )
     return UnetGenerator(
         in_channels,
         out_channels,

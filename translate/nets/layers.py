@@ -7,11 +7,13 @@ The defaults follow the reference CycleGAN/pix2pix code (junyanz/pytorch-CycleGA
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import get_args
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -214,3 +216,46 @@ def check_residual(where: str, residual: bool, in_channels: int, out_channels: i
     """A residual generator adds its output to its input: both need the same channels."""
     if residual and in_channels != out_channels:
         raise ValueError(f"{where}: residual needs in_channels == out_channels, got {in_channels} and {out_channels}")
+
+
+def binomial_filter(size: int) -> Tensor:
+    """The normalised 2-d binomial filter of side ``size`` (3: [1, 2, 1] x [1, 2, 1] / 16)."""
+    if size < 1:
+        raise ValueError(f"filter size must be >= 1, got {size!r}")
+    row = torch.tensor([float(math.comb(size - 1, k)) for k in range(size)])
+    grid = row[:, None] * row[None, :]
+    return grid / grid.sum()
+
+
+class BlurDownsample(nn.Module):
+    """Anti-aliased stride-2 downsampling (Zhang 2019, "Making convolutional networks
+    shift-invariant again"; CUT's ``Downsample``): a 3x3 binomial blur, then every second pixel.
+
+    Shape: ``(B, C, H, W)`` → ``(B, C, ceil(H/2), ceil(W/2))``. The filter is fixed (a
+    non-persistent buffer: nothing in the ``state_dict``).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("filt", binomial_filter(3)[None, None].repeat(channels, 1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt.to(x.dtype), stride=2, groups=self.channels)
+
+
+class BlurUpsample(nn.Module):
+    """Anti-aliased 2x upsampling (CUT's ``Upsample``): zeros between the pixels, then a 4x4
+    binomial blur (times 4, to keep the level).
+
+    Shape: ``(B, C, H, W)`` → ``(B, C, 2H, 2W)``; the filter is a non-persistent buffer.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("filt", (binomial_filter(4) * 4)[None, None].repeat(channels, 1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt.to(x.dtype), stride=2, padding=2, groups=self.channels)
+        return out[:, :, 1:-1, 1:-1]
