@@ -175,14 +175,17 @@ def _nce(nets: Nets, source: Tensor, output: Tensor, cfg: TrainConfig, flipped: 
     (CUT's ``calculate_NCE_loss``): the same random locations in both, features through the
     MLP heads; with ``flipped`` the output came from a flipped input, so its features are
     flipped back before they are compared."""
-    layers, gen = nce_layers(cfg), nets["gen_ab"]
+    layers, gen, heads = nce_layers(cfg), nets["gen_ab"], nets["nce_mlp"]
     queries = gen.encode(output, layers)
     if flipped:
         queries = [q.flip(3) for q in queries]
-    keys = gen.encode(source, layers)
-    locations = [torch.randperm(k.shape[2] * k.shape[3], device=k.device)[: cfg.nce_patches] for k in keys]
-    heads = nets["nce_mlp"]
-    pairs = zip(heads(queries, locations), heads(keys, locations), strict=True)
+    # PatchNCE takes no gradient through the keys (the paper's code detaches them): computing
+    # them without autograd is the same loss, without the source pass's activations in memory
+    with torch.no_grad():
+        keys = gen.encode(source, layers)
+        locations = [torch.randperm(k.shape[2] * k.shape[3], device=k.device)[: cfg.nce_patches] for k in keys]
+        key_embeddings = heads(keys, locations)
+    pairs = zip(heads(queries, locations), key_embeddings, strict=True)
     return torch.stack([patch_nce_loss(q, k, images=source.shape[0], temperature=cfg.nce_temperature).mean() for q, k in pairs]).mean()
 
 
