@@ -32,5 +32,6 @@ def test_quick_run_measures_every_clip_and_model(tmp_path: Path) -> None:
             assert math.isfinite(row[key]) and row[key] > 0, (row["clip"], key)
     assert result["memory"]["frames"][1] > result["memory"]["frames"][0] and result["memory"]["ratio"] > 0
     assert {r["lambda_temporal"] for r in result["finetune"]} == {0.0, result["plan"]["lambda_temporal"]}
+    assert {r["lambda_temporal"] for r in result["distill"]} == {0.0, result["plan"]["distill_lambda_temporal"]}
     strip = Image.open(out / result["strip"]["path"])  # rows input | frame by frame | stable, frames side by side
     assert strip.width == result["plan"]["strip"][1] * result["plan"]["width"] and strip.height % 3 == 0

@@ -259,3 +259,37 @@ def test_published_vintagify_generator_loads_and_translates(photo):
     assert out.std() > 0.2  # not a constant image
     assert (out - image).abs().mean() > 0.02  # a modern→vintage restyling, not the identity
     assert torch.corrcoef(torch.stack([out.flatten(), image.flatten()]))[0, 1] > 0.5  # still the photo
+
+
+def test_a_reference_checkpoint_is_a_starting_point_for_training(tmp_path):
+    """``translate train --init-from latest_net_G.pth``: a published reference-layout generator
+    (CycleGAN's, or CUT's code without anti-aliasing) fine-tuned as CUT, weights carried over."""
+    from translate.cli import main
+    from translate.data.samples import make_sample_dataset
+    from translate.train.checkpoint import load_checkpoint
+
+    data = make_sample_dataset(tmp_path / "data", "unpaired", size=32, count=2)
+    ref = randomise(RefResnetGenerator(3, 3, 4, "instance", 6))
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(ref.state_dict(), path)
+    run = tmp_path / "run"
+    argv = ["train", "--model", "cut", "--data", str(data), "--out", str(run), "--init-from", str(path)]
+    argv += [
+        "--steps",
+        "1",
+        "--crop-size",
+        "32",
+        "--load-size",
+        "32",
+        "--set",
+        "train.lr=0",
+        "--set",
+        "net.base_channels_d=4",
+        "--set",
+        "train.nce_patches=16",
+    ]
+    assert main(argv) == 0
+    loaded = load_checkpoint(run)
+    assert loaded.cfg.net.generator == "resnet_6blocks" and loaded.cfg.net.base_channels_g == 4
+    expected, _, _ = read_reference_generator(path)
+    assert all(torch.equal(v, loaded.weights["gen_ab"][k]) for k, v in expected.items())

@@ -129,6 +129,13 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
     init = None
     if args.init_from:
         source = Path(args.init_from)
+        if source.is_file() and source.suffix.lower() in (".pth", ".pt"):
+            # a published reference-layout generator (CycleGAN, pix2pix or CUT code): read safely, architecture from its keys
+            from translate.infer.importers import read_reference_generator
+
+            weights, net_cfg, origin = read_reference_generator(source)
+            init = ({"gen_ab": weights}, origin)
+            cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, **_architecture(net_cfg)))
         if source.is_file() and source.suffix == ".safetensors":
             from translate.formats import FORMAT_GENERATOR, read_metadata
 
@@ -144,6 +151,11 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
     if not cfg.data.root and not args.dry_run:
         raise UserError("--data is required: a folder with trainA/ and trainB/ (CycleGAN) or train/ (pix2pix)")
     return cfg, None, init
+
+
+def _architecture(net_cfg: Any) -> dict[str, Any]:
+    """The generator fields a reference checkpoint decides (the rest stays the new run's)."""
+    return {k: getattr(net_cfg, k) for k in ("generator", "in_channels", "out_channels", "base_channels_g", "norm", "dropout")}
 
 
 def run(args: argparse.Namespace) -> int:
