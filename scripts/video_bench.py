@@ -38,6 +38,7 @@ TARGETS = {
     "temporal_psnr_drop": 0.5,  # dB of per-frame quality the temporal loss may cost ("equal quality")
 }
 CLIPS = ("bikes", "bigbuckbunny", "carphone_pristine")
+PARTS = ("rows", "memory", "finetune", "distill")
 PLANS = {
     False: dict(
         frames=48,
@@ -355,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/video_bench"), help="clips, models and outputs (default runs/video_bench)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto", help="inference precision (auto: bf16 where native)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="measure only these parts (repeatable); the others are kept from OUT/video.json, whose clips and outputs must be in --work",
+    )
     args = parser.parse_args(argv)
     import torch
     from bench import machine_info
@@ -373,10 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         trim_clip(clip_path(name), clip, frames=plan["frames"], width=plan["width"])
     models = [Model("vintagify", package_file("vintagify", VINTAGIFY_WEIGHTS, 'pip install -e ".[demo]"'))]
     models.append(Model("day2night", train_model(args.work, plan, args.threads)))
-    rows = [measure(model, clip, args.work, precision) for model in models for clip in clips]
-    memory = memory_rows(models[1], args.work, plan, precision)
-    finetune = finetune_rows(models[1].path, args.work, plan, precision, args.threads)
-    distill = distill_rows(models[0], args.work, plan, precision, args.threads)
+    earlier = json.loads((args.out / "video.json").read_text(encoding="utf-8")) if args.only else {}
+    if args.only and any(earlier.get("plan", {}).get(k) != plan[k] for k in ("frames", "width", "train_steps", "train_size")):
+        parser.error(f"--only: {args.out / 'video.json'} holds another plan's results; run every part")
+    parts = {
+        "rows": lambda: [measure(model, clip, args.work, precision) for model in models for clip in clips],
+        "memory": lambda: memory_rows(models[1], args.work, plan, precision),
+        "finetune": lambda: finetune_rows(models[1].path, args.work, plan, precision, args.threads),
+        "distill": lambda: distill_rows(models[0], args.work, plan, precision, args.threads),
+    }
+    measured = {name: run() if not args.only or name in args.only else earlier[name] for name, run in parts.items()}
     start, count = plan["strip"]
     strip_path = args.out / "video" / "strip.png"
     strip(args.work, models[0], "bikes", start, count, strip_path)
@@ -389,10 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         "precision": precision,
         "plan": plan,
         "targets": TARGETS,
-        "rows": rows,
-        "memory": memory,
-        "finetune": finetune,
-        "distill": distill,
+        **measured,
+        "parts_measured": args.only or list(PARTS),
         "strip": {"path": str(strip_path.relative_to(args.out)), "caption": caption},
         "minutes": (time.perf_counter() - tick) / 60,
     }
