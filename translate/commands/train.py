@@ -1,4 +1,17 @@
-"""``translate train``: train CycleGAN or pix2pix, resume exactly, or fine-tune."""
+"""``translate train``: train CycleGAN, pix2pix, CUT or FastCUT, resume exactly, or fine-tune.
+
+::
+
+    translate train --model cyclegan --data photos2night/ --out runs/day2night
+    translate train --model cut --data photos2night/ --out runs/cut
+    translate train --model cyclegan --preset paper --data photos2night/ --out runs/paper
+    translate train --resume runs/day2night
+    translate train --data my_photos/ --out runs/ft --init-from runs/day2night
+
+``--preset toolkit`` (the default) is each paper's recipe with the changes README's training
+section lists and docs/QUALITY.md measures; ``--preset paper`` is the paper's own. A domain
+folder may hold video files; ``--set train.lambda_temporal=10`` then ties consecutive frames.
+"""
 
 from __future__ import annotations
 
