@@ -47,7 +47,9 @@ RESUMABLE = {"steps", "epochs", "save_every", "sample_every", "log_every", "devi
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (CycleGAN, pix2pix, CUT or FastCUT)", description=__doc__)
+    p = sub.add_parser(
+        "train", help="train a model (CycleGAN, pix2pix, CUT or FastCUT)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", choices=list(MODELS), help="model to train: cyclegan (default), pix2pix, cut or fastcut")
     p.add_argument(
         "--preset",
