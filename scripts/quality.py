@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Score small models trained on real photos against trivial baselines, on photos they never saw.
 
-    python scripts/quality.py                        # every task x variant x seed (about 15 min on 2 cores)
+    python scripts/quality.py                        # every task x variant x seed (over an hour on 2 cores)
     python scripts/quality.py --quick --out /tmp/q   # 64 px, 4-channel nets, 2 steps: a smoke test, not numbers
     python scripts/quality.py --only day2night       # the tasks (or variants) whose name contains this
 
@@ -11,6 +11,8 @@ trains every one of its variants with each seed through ``translate train`` (fix
 the same command gives the same numbers up to floating-point noise), translates the held-out
 inputs with ``Translator.translate_folder`` and scores them with ``evaluate_paired``; the
 baselines (the input itself, the mean training target) are scored on the same images.
+A run whose command and default recipe are unchanged is kept from WORK (so an interrupted
+benchmark goes on where it stopped); ``--fresh`` retrains every run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_data as data  # noqa: E402
+
+from translate.files import atomic_write  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,13 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
                 steps = steps_in(statistics.fmean(budget), task, variant, source, plan, work, args)
         for seed in range(args.seeds):
             run = work / "runs" / f"{task.name}_{_slug(variant.name)}_seed{seed}"
-            shutil.rmtree(run, ignore_errors=True)  # a fresh run, never a resumed one
             line = train_args(task, variant, source, run, plan, steps, seed, args)
+            kept = None if args.fresh else reuse(run, line)
+            if kept is not None:
+                print(f"[quality] {task.name} / {variant.name} / seed {seed}: kept from {run} (same command and defaults)", flush=True)
+                rows.append(kept)
+                continue
+            shutil.rmtree(run, ignore_errors=True)  # a fresh run, never a resumed one
             tick = time.perf_counter()
             if translate(line) != 0:
                 raise RuntimeError(f"translate {shlex.join(line)} failed")
@@ -181,7 +190,32 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
                 flush=True,
             )
             rows.append(row)
+            atomic_write(run / ROW_FILE, json.dumps({"key": run_key(line), "row": row}, indent=1) + "\n")
     return rows
+
+
+ROW_FILE = "quality_row.json"
+
+
+def run_key(line: list[str]) -> dict[str, Any]:
+    """What a run's score depends on besides the code: its command and the default recipe."""
+    from translate.config import TOOLKIT_CHANGES
+
+    return {"command": line, "toolkit": json.loads(json.dumps(TOOLKIT_CHANGES, default=str))}
+
+
+def reuse(run: Path, line: list[str]) -> dict[str, Any] | None:
+    """The row of an earlier run with the same key whose predictions are still there, else None.
+
+    Lets a long benchmark go on after an interruption, or rerun one task (``--only``) and keep
+    the rest; ``--fresh`` retrains everything (after a code change that the key cannot see)."""
+    try:
+        saved = json.loads((run / ROW_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    row = saved.get("row", {})
+    same = saved.get("key") == run_key(line)
+    return row if same and Path(row.get("pred_dir", "")).is_dir() else None
 
 
 def steps_in(minutes: float, task: Task, variant: Variant, root: Path, plan: dict, work: Path, args: argparse.Namespace) -> int:
@@ -189,6 +223,12 @@ def steps_in(minutes: float, task: Task, variant: Variant, root: Path, plan: dic
     timed calibration runs (their difference gives the time per step; the rest is start-up)."""
     from translate.cli import main as translate
 
+    memo = work / "runs" / f"calibrate_{task.name}_{_slug(variant.name)}.json"
+    key = {"minutes": round(minutes, 6), **run_key(train_args(task, variant, root, memo, plan, 1, 0, args))}
+    if not args.fresh and memo.is_file() and json.loads(memo.read_text()).get("key") == key:
+        steps = json.loads(memo.read_text())["steps"]
+        print(f"[quality] {task.name} / {variant.name}: {steps} steps in {minutes:.1f} min (kept calibration)", flush=True)
+        return steps
     short, long = (2, 4) if args.quick else (10, 40)
     seconds = []
     for count in (short, long):
@@ -203,6 +243,7 @@ def steps_in(minutes: float, task: Task, variant: Variant, root: Path, plan: dic
     startup = max(seconds[0] - short * per_step, 0.0)
     steps = max(1, int((minutes * 60 - startup) / per_step))
     print(f"[quality] {task.name} / {variant.name}: {per_step:.2f} s a step, {steps} steps in {minutes:.1f} min", flush=True)
+    atomic_write(memo, json.dumps({"key": key, "steps": steps, "per_step": per_step}) + "\n")
     return steps
 
 
@@ -287,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where quality.json, QUALITY.md and quality/ go (default docs)")
     parser.add_argument("--work", type=Path, default=Path("runs/quality"), help="datasets, runs and predictions (default runs/quality)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="training and inference precision")
+    parser.add_argument("--fresh", action="store_true", help="retrain every run (default: keep runs whose command and defaults match)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; --quick: 1)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -294,8 +336,6 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = args.threads or (1 if args.quick else None)  # tiny ops on two busy threads wait on each other
     import torch
     from bench import machine_info
-
-    from translate.files import atomic_write
 
     plan, tick = PLANS[args.quick], time.perf_counter()
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -76,3 +76,22 @@ def test_contact_sheets_show_input_each_variant_and_target(quick: tuple[Path, di
         assert picture["columns"] == ["input", *expected()[picture["task"]], "target"]
         assert image.shape[1] == side * len(picture["columns"])
         assert image.shape[0] > side * len(picture["images"]) and image.std() > 0
+
+
+def test_a_second_run_keeps_the_first_ones_models(quick: tuple[Path, dict]) -> None:
+    """Rerunning one task in the same work folder trains nothing again: every model row (the
+    same-time rows' calibration included) comes back as it was, so an interrupted benchmark
+    goes on where it stopped."""
+    out, result = quick
+    work, again = out.parent / "work", out.parent / "again"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "quality.py"), "--quick", "--only", "grade", "--out", str(again), "--work", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first = [r for r in result["rows"] if r["task"] == "grade" and r["kind"] == "model"]
+    second = [r for r in json.loads((again / "quality.json").read_text(encoding="utf-8"))["rows"] if r["kind"] == "model"]
+    assert second == first and len(first) == len(expected()["grade"]) * result["plan"]["seeds"]
+    assert done.stdout.count("kept from") == len(first) and "s a step" not in done.stdout
