@@ -198,10 +198,11 @@ ROW_FILE = "quality_row.json"
 
 
 def run_key(line: list[str]) -> dict[str, Any]:
-    """What a run's score depends on besides the code: its command and the default recipe."""
+    """What a run's score depends on besides the code: its command and its model's default recipe."""
     from translate.config import TOOLKIT_CHANGES
 
-    return {"command": line, "toolkit": json.loads(json.dumps(TOOLKIT_CHANGES, default=str))}
+    model = line[line.index("--model") + 1]
+    return {"command": line, "toolkit": json.loads(json.dumps(TOOLKIT_CHANGES[model], default=str))}
 
 
 def reuse(run: Path, line: list[str]) -> dict[str, Any] | None:
