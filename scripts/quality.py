@@ -299,6 +299,23 @@ def contact_sheet(task: Task, rows: list[dict[str, Any]], root: Path, path: Path
     return {"task": task.name, "path": str(path.relative_to(path.parent.parent)), "columns": [c for c, _ in columns], "images": names}
 
 
+def verdict(line: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+    """A model line against its task's baselines, in words: below returning the input means the
+    model changes content it should keep; below the mean image, it has not learnt the scene."""
+    if line["kind"] != "model":
+        return ""
+    base = {s["variant"]: s for s in summary if s["task"] == line["task"] and s["kind"] == "baseline"}
+    words = []
+    for name, what in (
+        ("baseline: identity", "destroys content: below returning the input"),
+        ("baseline: mean training target", "below the mean image"),
+    ):
+        lost = [m.upper() if m == "ssim" else "PSNR" for m in ("psnr", "ssim") if name in base and line[m] < base[name][m]]
+        if lost:
+            words.append(f"{what} ({', '.join(lost)})")
+    return "; ".join(words) or "beats both"
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -308,14 +325,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['plan']['test_images']} held-out images per task; `{result['command']}`, {result['minutes']:.1f} min. "
         "Every score, per image, is in quality.json.",
         "",
-        "| task | variant | seeds | PSNR dB ↑ (range) | SSIM ↑ | L1 ↓ | steps |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| task | variant | seeds | PSNR dB ↑ (range) | SSIM ↑ | L1 ↓ | steps | against the baselines |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for s in result["summary"]:
         spread = f" ({s['psnr_min']:.2f}–{s['psnr_max']:.2f})" if s["seeds"] > 1 else ""
         variant = f"{s['model']}, {s['variant']}" if s["model"] else s["variant"]
         lines.append(
-            f"| {s['task']} | {variant} | {s['seeds'] or '–'} | {s['psnr']:.2f}{spread} | {s['ssim']:.3f} | {s['l1']:.4f} | {s['steps'] or '–'} |"
+            f"| {s['task']} | {variant} | {s['seeds'] or '–'} | {s['psnr']:.2f}{spread} | {s['ssim']:.3f} | {s['l1']:.4f} "
+            f"| {s['steps'] or '–'} | {verdict(s, result['summary'])} |"
         )
     lines += [""] + [f"![{p['task']}: {' | '.join(p['columns'])}]({p['path']})" for p in result["pictures"]]
     return "\n".join(lines) + "\n"

@@ -95,3 +95,21 @@ def test_a_second_run_keeps_the_first_ones_models(quick: tuple[Path, dict]) -> N
     second = [r for r in json.loads((again / "quality.json").read_text(encoding="utf-8"))["rows"] if r["kind"] == "model"]
     assert second == first and len(first) == len(expected()["grade"]) * result["plan"]["seeds"]
     assert done.stdout.count("kept from") == len(first) and "s a step" not in done.stdout
+
+
+def test_the_report_says_in_words_when_a_model_is_below_a_baseline() -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+    def line(variant: str, kind: str, psnr: float, ssim: float) -> dict:
+        return {"task": "t", "variant": variant, "kind": kind, "psnr": psnr, "ssim": ssim}
+
+    summary = [line("baseline: identity", "baseline", 28.0, 0.94), line("baseline: mean training target", "baseline", 15.0, 0.44)]
+    assert quality.verdict(line("good", "model", 30.0, 0.95), summary) == "beats both"
+    assert quality.verdict(line("blurry", "model", 19.0, 0.55), summary) == "destroys content: below returning the input (PSNR, SSIM)"
+    worst = quality.verdict(line("noise", "model", 14.0, 0.95), summary)
+    assert worst == "destroys content: below returning the input (PSNR); below the mean image (PSNR)"
+    assert quality.verdict(summary[0], summary) == ""
