@@ -159,7 +159,7 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
             kept = None if args.fresh else reuse(run, line)
             if kept is not None:
                 print(f"[quality] {task.name} / {variant.name} / seed {seed}: kept from {run} (same command and defaults)", flush=True)
-                rows.append(kept)
+                rows.append(kept | {"kept": True})
                 continue
             shutil.rmtree(run, ignore_errors=True)  # a fresh run, never a resumed one
             tick = time.perf_counter()
@@ -316,13 +316,22 @@ def verdict(line: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     return "; ".join(words) or "beats both"
 
 
+def kept_runs(rows: list[dict[str, Any]]) -> str:
+    """Where runs were kept from an earlier invocation, how many, and the training time they hold."""
+    models = [r for r in rows if r["kind"] == "model"]
+    kept = sum(bool(r.get("kept")) for r in models)
+    total = sum(r["train_minutes"] for r in models)
+    return f" ({kept} of {len(models)} runs kept from earlier invocations; {total:.0f} min of training in all)" if kept else ""
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
         "# Quality",
         "",
         f"{result['started']}, {m['cpu']}, {result['threads']} threads, torch {m['torch']}, {result['precision']}; "
-        f"{result['plan']['test_images']} held-out images per task; `{result['command']}`, {result['minutes']:.1f} min. "
+        f"{result['plan']['test_images']} held-out images per task; `{result['command']}`, {result['minutes']:.1f} min"
+        f"{kept_runs(result['rows'])}. "
         "Every score, per image, is in quality.json.",
         "",
         "| task | variant | seeds | PSNR dB ↑ (range) | SSIM ↑ | L1 ↓ | steps | against the baselines |",

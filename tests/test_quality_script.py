@@ -93,8 +93,10 @@ def test_a_second_run_keeps_the_first_ones_models(quick: tuple[Path, dict]) -> N
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     first = [r for r in result["rows"] if r["task"] == "grade" and r["kind"] == "model"]
     second = [r for r in json.loads((again / "quality.json").read_text(encoding="utf-8"))["rows"] if r["kind"] == "model"]
+    assert [r.pop("kept") for r in second] == [True] * len(second)
     assert second == first and len(first) == len(expected()["grade"]) * result["plan"]["seeds"]
-    assert done.stdout.count("kept from") == len(first) and "s a step" not in done.stdout
+    assert done.stdout.count("(same command and defaults)") == len(first) and "s a step" not in done.stdout
+    assert f"{len(first)} of {len(first)} runs kept" in (again / "QUALITY.md").read_text(encoding="utf-8")
 
 
 def test_the_report_says_in_words_when_a_model_is_below_a_baseline() -> None:
