@@ -329,7 +329,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Quality",
         "",
-        f"{result['started']}, {m['cpu']}, {result['threads']} threads, torch {m['torch']}, {result['precision']}; "
+        f"{result['started']}, {m['cpu']} ({' '.join(m['flags'])}), {m['cores']} cores, {result['threads']} threads, torch {m['torch']}, {result['precision']}; "
         f"{result['plan']['test_images']} held-out images per task; `{result['command']}`, {result['minutes']:.1f} min"
         f"{kept_runs(result['rows'])}. "
         "Every score, per image, is in quality.json.",
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "quick": args.quick,
         "machine": machine_info("cpu"),
-        "threads": torch.get_num_threads(),
+        "threads": args.threads or torch.get_num_threads(),  # what training and inference ran with
         "precision": args.precision,
         "plan": {**plan, "seeds": args.seeds, "tasks": [asdict(t) | {"build": t.build.__name__} for t in tasks]},
         "rows": rows,
