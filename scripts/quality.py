@@ -198,11 +198,13 @@ ROW_FILE = "quality_row.json"
 
 
 def run_key(line: list[str]) -> dict[str, Any]:
-    """What a run's score depends on besides the code: its command and its model's default recipe."""
+    """What a run's score depends on besides the code: its command and, for the default recipe,
+    what that recipe changes for its model (a paper-preset run does not depend on it)."""
     from translate.config import TOOLKIT_CHANGES
 
-    model = line[line.index("--model") + 1]
-    return {"command": line, "toolkit": json.loads(json.dumps(TOOLKIT_CHANGES[model], default=str))}
+    model, recipe = (line[line.index(flag) + 1] for flag in ("--model", "--preset"))
+    changes = TOOLKIT_CHANGES[model] if recipe == "toolkit" else {}
+    return {"command": line, "toolkit": json.loads(json.dumps(changes, default=str))}
 
 
 def reuse(run: Path, line: list[str]) -> dict[str, Any] | None:
