@@ -171,8 +171,8 @@ def preset(model: ModelKind, recipe: Recipe = "toolkit") -> RunConfig:
 
 TOOLKIT_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     # what the default recipe changes from the paper's, per model (measured: docs/QUALITY.md)
-    "cyclegan": {"net": {"upsample": "resize"}, "train": {"val_every": -1}},
-    "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1}},
+    "cyclegan": {"net": {"upsample": "resize"}, "train": {"val_every": -1, "diffaug": "color,translation,cutout"}},
+    "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1, "diffaug": "color,translation,cutout"}},
     # the paper's recipe (no lever measured on CUT yet), validating when the data has a test split
     "cut": {"train": {"val_every": -1}},
     "fastcut": {"train": {"val_every": -1}},
