@@ -24,7 +24,10 @@ def torchrun(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
 def test_two_processes_match_one_process_with_double_batch(unpaired_data: Path, tmp_path: Path) -> None:
     # a small learning rate: Adam's first steps are about lr * sign(g), so float rounding that flips
     # the sign of a near-zero gradient moves a weight by about lr either way
+    # without DiffAugment: its random draws come from (seed, rank, step), so two ranks of one
+    # image each augment differently from one process with a batch of two
     common = ["train", "--data", str(unpaired_data), "--seed", "2", "--device", "cpu", "--steps", "3", *TINY_CYCLEGAN, "--set", "train.lr=2e-5"]
+    common += ["--set", "train.diffaug="]
     two = tmp_path / "two"
     done = torchrun(2, [*common, "--out", str(two), "--batch-size", "1"])
     # the loop checks at every checkpoint that all ranks hold identical parameters and fails otherwise
