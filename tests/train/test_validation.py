@@ -105,7 +105,10 @@ def test_cyclegan_keeps_no_best_checkpoint_by_the_cycle_error_unless_asked(unpai
 def test_diffaugment_trains_and_resumes_exactly(unpaired_data: Path, tmp_path: Path) -> None:
     common = ["--data", str(unpaired_data), "--seed", "4", *TINY_CYCLEGAN, "--set", "train.diffaug=color,translation,cutout"]
     plain, straight, stopped = tmp_path / "plain", tmp_path / "straight", tmp_path / "stopped"
-    assert main(["train", "--data", str(unpaired_data), "--seed", "4", *TINY_CYCLEGAN, "--out", str(plain), "--steps", "2", "--set", "train.diffaug="]) == 0
+    assert (
+        main(["train", "--data", str(unpaired_data), "--seed", "4", *TINY_CYCLEGAN, "--out", str(plain), "--steps", "2", "--set", "train.diffaug="])
+        == 0
+    )
     assert main(["train", *common, "--out", str(straight), "--steps", "2"]) == 0
     assert main(["train", *common, "--out", str(stopped), "--steps", "1"]) == 0
     assert main(["train", "--resume", str(stopped), "--steps", "2"]) == 0
