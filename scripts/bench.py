@@ -414,12 +414,15 @@ def compare(old: dict[str, Any], new: dict[str, Any], limit: float = 1.05) -> in
     return 1 if worse else 0
 
 
-def write(out: Path, result: dict[str, Any]) -> None:
+def publish(out: Path, name: str, result: dict[str, Any], table: str) -> None:
+    """A benchmark's results: ``out/<name>.json`` (everything) and ``out/<NAME>.md`` (its table),
+    each written atomically, and the table printed. Shared by bench, quality and video_bench."""
     from translate.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "performance.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(out / "PERFORMANCE.md", markdown(result))
+    atomic_write(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write(out / f"{name.upper()}.md", table)
+    print("\n" + table, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -470,8 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "processes": processes,
         "wall_s": time.perf_counter() - tick,
     }
-    write(args.out, result)
-    print("\n" + markdown(result), flush=True)
+    publish(args.out, "performance", result, markdown(result))
     failed = [p for p in processes if "error" in p]
     status = 1 if failed else 0
     if args.compare:

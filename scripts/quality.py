@@ -218,13 +218,19 @@ def reuse(run: Path, line: list[str]) -> dict[str, Any] | None:
 
     Lets a long benchmark go on after an interruption, or rerun one task (``--only``) and keep
     the rest; ``--fresh`` retrains everything (after a code change that the key cannot see)."""
+    saved = saved_with_key(run / ROW_FILE, run_key(line))
+    if saved is None or not Path(saved["row"]["pred_dir"]).is_dir():
+        return None
+    return saved["row"]
+
+
+def saved_with_key(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON record at ``path`` if it was saved under ``key``, else None (also when missing or torn)."""
     try:
-        saved = json.loads((run / ROW_FILE).read_text())
+        saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    row = saved.get("row", {})
-    same = saved.get("key") == run_key(line)
-    return row if same and Path(row.get("pred_dir", "")).is_dir() else None
+    return saved if saved.get("key") == key else None
 
 
 def steps_in(minutes: float, task: Task, variant: Variant, root: Path, plan: dict, work: Path, args: argparse.Namespace) -> int:
@@ -234,8 +240,9 @@ def steps_in(minutes: float, task: Task, variant: Variant, root: Path, plan: dic
 
     memo = work / "runs" / f"calibrate_{task.name}_{_slug(variant.name)}.json"
     key = {"minutes": round(minutes, 6), **run_key(train_args(task, variant, root, memo, plan, 1, 0, args))}
-    if not args.fresh and memo.is_file() and json.loads(memo.read_text()).get("key") == key:
-        steps = json.loads(memo.read_text())["steps"]
+    saved = None if args.fresh else saved_with_key(memo, key)
+    if saved is not None:
+        steps = saved["steps"]
         print(f"[quality] {task.name} / {variant.name}: {steps} steps in {minutes:.1f} min (kept calibration)", flush=True)
         return steps
     short, long = (2, 4) if args.quick else (10, 40)
@@ -371,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     args.threads = args.threads or (1 if args.quick else None)  # tiny ops on two busy threads wait on each other
     import torch
-    from bench import machine_info
+    from bench import machine_info, publish
 
     plan, tick = PLANS[args.quick], time.perf_counter()
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -392,10 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         contact_sheet(t, rows, args.work / "data" / t.name, args.out / "quality" / f"{t.name}.png", plan["sheet_rows"]) for t in tasks
     ]
     result["minutes"] = (time.perf_counter() - tick) / 60
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "quality.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(args.out / "QUALITY.md", markdown(result))
-    print("\n" + markdown(result), flush=True)
+    publish(args.out, "quality", result, markdown(result))
     return 0
 
 

@@ -364,9 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     import torch
-    from bench import machine_info
+    from bench import machine_info, publish
 
-    from translate.files import atomic_write
     from translate.infer.demo import VINTAGIFY_WEIGHTS, package_file, trim_clip
     from translate.runtime import native_bf16, set_threads
 
@@ -407,10 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         "strip": {"path": str(strip_path.relative_to(args.out)), "caption": caption},
         "minutes": (time.perf_counter() - tick) / 60,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "video.json", json.dumps(result, indent=1) + "\n")
-    atomic_write(args.out / "VIDEO.md", markdown(result))
-    print("\n" + markdown(result), flush=True)
+    publish(args.out, "video", result, markdown(result))
     return 0
 
 
