@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_data as data  # noqa: E402
 
+from translate.config import DIFFAUGMENT_POLICY  # noqa: E402
 from translate.files import atomic_write  # noqa: E402
 
 
@@ -64,7 +65,6 @@ TASKS = (
     Task("day2night", "cyclegan", "resnet_6blocks", 220, data.build_day2night, "heldout/A", "heldout/target", "trainB"),
     Task("grade", "cyclegan", "resnet_6blocks", 220, data.build_grade, "heldout/A", "heldout/target", "trainB"),
 )
-DIFFAUG = "color,translation,cutout"  # Zhao et al. 2020's policy for small data
 # the levers: each alone on top of the paper's recipe, then the default recipe that keeps the winners
 CYCLEGAN_LEVERS = (
     Variant("paper", preset="paper"),
@@ -73,7 +73,7 @@ CYCLEGAN_LEVERS = (
     Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
     Variant("paper + GAN warm-up", settings=("train.gan_warmup={half}",), preset="paper"),
     Variant("paper + spectral norm", settings=("net.spectral_norm=true",), preset="paper"),
-    Variant("paper + DiffAugment", settings=(f"train.diffaug={DIFFAUG}",), preset="paper"),
+    Variant("paper + DiffAugment", settings=(f"train.diffaug={DIFFAUGMENT_POLICY}",), preset="paper"),
     Variant("paper + learning rate 5e-4", settings=("train.lr=5e-4",), preset="paper"),
     Variant("toolkit"),
     # one-sided models at CycleGAN's wall-clock budget (PatchNCE on the 6-block generator's encoder layers)
@@ -89,7 +89,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("paper + GAN weight 0.1", settings=("train.lambda_gan=0.1",), preset="paper"),
         Variant("paper + best checkpoint", settings=("train.val_every=-1",), preset="paper"),
         Variant("paper + spectral norm", settings=("net.spectral_norm=true",), preset="paper"),
-        Variant("paper + DiffAugment", settings=(f"train.diffaug={DIFFAUG}",), preset="paper"),
+        Variant("paper + DiffAugment", settings=(f"train.diffaug={DIFFAUGMENT_POLICY}",), preset="paper"),
         Variant("toolkit"),
     ),
     "day2night": CYCLEGAN_LEVERS,

@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-DEFAULT_POLICY = "color,translation,cutout"
+from translate.config import DIFFAUGMENT_POLICY as DEFAULT_POLICY
+
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 

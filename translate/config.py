@@ -169,10 +169,12 @@ def preset(model: ModelKind, recipe: Recipe = "toolkit") -> RunConfig:
     return merge(cfg, TOOLKIT_CHANGES[model])
 
 
+DIFFAUGMENT_POLICY = "color,translation,cutout"  # Zhao et al. 2020's policy for small data (translate.augment)
+
 TOOLKIT_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     # what the default recipe changes from the paper's, per model (measured: docs/QUALITY.md)
-    "cyclegan": {"net": {"upsample": "resize"}, "train": {"val_every": -1, "diffaug": "color,translation,cutout"}},
-    "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1, "diffaug": "color,translation,cutout"}},
+    "cyclegan": {"net": {"upsample": "resize"}, "train": {"val_every": -1, "diffaug": DIFFAUGMENT_POLICY}},
+    "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1, "diffaug": DIFFAUGMENT_POLICY}},
     # the paper's recipe (no lever measured on CUT yet), validating when the data has a test split
     "cut": {"train": {"val_every": -1}},
     "fastcut": {"train": {"val_every": -1}},
