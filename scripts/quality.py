@@ -325,7 +325,7 @@ def verdict(line: dict[str, Any], summary: list[dict[str, Any]]) -> str:
         ("baseline: identity", "destroys content: below returning the input"),
         ("baseline: mean training target", "below the mean image"),
     ):
-        lost = [m.upper() if m == "ssim" else "PSNR" for m in ("psnr", "ssim") if name in base and line[m] < base[name][m]]
+        lost = [m.upper() for m in ("psnr", "ssim") if name in base and line[m] < base[name][m]]
         if lost:
             words.append(f"{what} ({', '.join(lost)})")
     return "; ".join(words) or "beats both"
