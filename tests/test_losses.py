@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from translate.losses import GANLoss, cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss
+from translate.losses import GANLoss, cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss, ssim_loss
+from translate.metrics.paired import ssim
 from translate.nets.discriminators import PatchDiscriminator
 
 PRED = torch.tensor([0.5, -1.0, 2.0])
@@ -139,6 +140,35 @@ def test_l1_terms(fn) -> None:
     assert low.dtype == torch.float32 and low.item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\) vs \(1, 1, 4\)"):
         fn(a, b.view(1, 1, 4))
+
+
+def test_ssim_loss_is_one_minus_the_metric_on_real_photos(photo) -> None:
+    real = photo(48, 48, "astronaut")
+    fake = photo(48, 48, "chelsea").requires_grad_()
+    loss = ssim_loss(fake, real)
+    expected = 1.0 - ssim((fake.detach() + 1) / 2, (real + 1) / 2).mean()  # the metric takes [0, 1] images
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5) and 0.0 < loss.item() < 2.0
+    assert ssim_loss(real, real).item() == pytest.approx(0.0, abs=1e-5)
+    loss.backward()
+    assert fake.grad is not None and torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+    # a flat image near the target's mean beats one with invented texture of the same mean:
+    # what the loss adds to L1, which scores both alike
+    flat = torch.full_like(real, real.mean().item())
+    noisy = flat + 0.25 * torch.sign(torch.randn(real.shape, generator=torch.Generator().manual_seed(0)))
+    assert l1_loss(noisy, real).item() > 0.5 * l1_loss(flat, real).item()
+    assert ssim_loss(flat, real) < ssim_loss(noisy, real)
+    low = ssim_loss(fake.detach().bfloat16(), real.bfloat16())
+    assert low.dtype == torch.float32 and low.item() == pytest.approx(loss.item(), abs=0.02)
+
+
+def test_ssim_loss_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"shapes differ: \(1, 3, 16, 16\) vs \(1, 3, 16, 15\)"):
+        ssim_loss(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 15))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\) images, got shape \(3, 16, 16\)"):
+        ssim_loss(torch.zeros(3, 16, 16), torch.zeros(3, 16, 16))
+    # tiny images: the window shrinks to fit (7 of 8 pixels), no error
+    small = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert ssim_loss(small, small).item() == pytest.approx(0.0, abs=1e-5) and ssim_loss(small, -small).item() > 0.5
 
 
 # ------------------------------------------------------------------------------------------

@@ -235,6 +235,39 @@ def l1_loss(fake: Tensor, real: Tensor) -> Tensor:
     return _l1(fake, real, "l1_loss")
 
 
+SSIM_LOSS_WINDOW = 11  # Wang et al. 2004's 11x11 Gaussian window, as the SSIM metric (translate.metrics)
+
+
+def ssim_loss(fake: Tensor, real: Tensor) -> Tensor:
+    """``1 - SSIM(fake, real)``, the structure term beside pix2pix's L1 (Zhao et al. 2017, "Loss
+    functions for image restoration with neural networks": SSIM with L1 beats L1 alone).
+
+    L1 alone pays the same for a wrong texture in a flat region as for a blurred edge; SSIM
+    compares local means, contrasts and correlations, so it pays most where the output invents
+    structure the target lacks, or loses structure it has.
+
+    Args:
+        fake: generated images ``(B, C, H, W)`` in [-1, 1]; on sides under 11 pixels the window
+            shrinks to the largest odd size that fits.
+        real: the paired targets, same shape.
+
+    Returns:
+        A scalar in [0, 2] (0 when equal).
+    """
+    import kornia
+
+    if fake.shape != real.shape:
+        raise ValueError(f"ssim_loss: shapes differ: {tuple(fake.shape)} vs {tuple(real.shape)}")
+    if fake.ndim != 4:
+        raise ValueError(f"ssim_loss: expected (B, C, H, W) images, got shape {tuple(fake.shape)}")
+    side = min(fake.shape[-2:])
+    window = min(SSIM_LOSS_WINDOW, side if side % 2 else side - 1)
+    if window < 1:
+        raise ValueError(f"ssim_loss: images need at least one pixel a side, got shape {tuple(fake.shape)}")
+    unit = [(x.float() + 1.0) / 2.0 for x in (fake, real)]
+    return 1.0 - kornia.metrics.ssim(*unit, window, max_val=1.0, padding="valid").mean()
+
+
 class GANLoss(nn.Module):
     """Module form of :func:`gan_loss` with the mode fixed at construction."""
 
