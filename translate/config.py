@@ -47,6 +47,8 @@ class NetConfig:
     base_channels_d: int = 64  # ndf in the papers
     n_layers_d: int = 3  # PatchGAN depth when discriminator == "n_layers"
     norm: NormKind = "instance"
+    # the discriminators' norm: the generators' (same: the papers') or its own, e.g. none (SN-GAN's D)
+    norm_d: Literal["same", "instance", "instance_affine", "batch", "none"] = "same"
     init: InitKind = "normal"
     init_gain: float = 0.02
     dropout: bool = False  # dropout in generator (pix2pix U-Net uses it)
@@ -84,6 +86,7 @@ class TrainConfig:
     lambda_cycle: float = 10.0  # CycleGAN: weight of each cycle loss (A->B->A and B->A->B)
     lambda_identity: float = 0.5  # CycleGAN: identity weight, as a fraction of lambda_cycle
     lambda_l1: float = 100.0  # pix2pix: weight of the L1 loss
+    lambda_ssim: float = 0.0  # pix2pix: weight of the 1 - SSIM loss beside L1 (0 = off, as the paper)
     lambda_nce: float = 1.0  # CUT: weight of the PatchNCE loss (FastCUT: 10)
     nce_identity: bool = True  # CUT: also PatchNCE between G(B) and B (FastCUT: off)
     nce_layers: str = "0,4,8,12,16"  # CUT: generator layers (indices of its layer sequence) whose features PatchNCE compares
@@ -173,8 +176,8 @@ DIFFAUGMENT_POLICY = "color,translation,cutout"  # Zhao et al. 2020's policy for
 
 TOOLKIT_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     # what the default recipe changes from the paper's, per model (measured: docs/QUALITY.md)
-    "cyclegan": {"net": {"upsample": "resize"}, "train": {"val_every": -1, "diffaug": DIFFAUGMENT_POLICY}},
-    "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1, "diffaug": DIFFAUGMENT_POLICY}},
+    "cyclegan": {"net": {"upsample": "resize", "norm_d": "none"}, "train": {"val_every": -1, "diffaug": DIFFAUGMENT_POLICY}},
+    "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1, "lambda_ssim": 100.0, "diffaug": DIFFAUGMENT_POLICY}},
     # the paper's recipe (no lever measured on CUT yet), validating when the data has a test split
     "cut": {"train": {"val_every": -1}},
     "fastcut": {"train": {"val_every": -1}},

@@ -110,6 +110,20 @@ def test_spectral_norm_bounds_weights_and_keeps_norm_and_init() -> None:
     assert all(m.parametrizations.weight.original.grad is not None for m in convs)
 
 
+@pytest.mark.parametrize("name", ["basic", "pixel"])
+def test_norm_d_sets_the_discriminators_norm_apart_from_the_generators(name: str) -> None:
+    def norms(net: nn.Module) -> set[str]:
+        kinds = {"instance": nn.modules.instancenorm._InstanceNorm, "batch": nn.modules.batchnorm._BatchNorm}
+        return {kind for m in net.modules() for kind, base in kinds.items() if isinstance(m, base)}
+
+    assert norms(build_discriminator(tiny(name, norm="instance"), 3)) == {"instance"}  # "same": the papers'
+    assert norms(build_discriminator(tiny(name, norm="instance", norm_d="batch"), 3)) == {"batch"}
+    plain = build_discriminator(tiny(name, norm="batch", norm_d="none"), 3)
+    assert norms(plain) == set()
+    # without a norm layer after them, every conv has its bias (as the reference's use_bias rule)
+    assert all(m.bias is not None for m in plain.modules() if isinstance(m, nn.Conv2d))
+
+
 @pytest.mark.parametrize(
     ("net", "shape", "fragment"),
     [

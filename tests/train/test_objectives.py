@@ -45,6 +45,23 @@ def test_channels_are_functions_of_the_architecture() -> None:
     assert {n: c(net) for n, c in OBJECTIVES["pix2pix"].discriminators.items()} == {"disc_b": 4}
 
 
+def test_pix2pix_adds_the_ssim_term_when_weighted(photo) -> None:
+    from translate.losses import ssim_loss
+    from translate.train.objectives import pix2pix_generator
+
+    cfg = tiny("pix2pix")
+    assert cfg.train.lambda_ssim == 100.0  # the default recipe's; the paper's has none
+    assert preset("pix2pix", "paper").train.lambda_ssim == 0.0
+    nets = build_training(cfg, torch.device("cpu"), planned_steps=1).nets
+    images = batch(0, photo)
+    with torch.no_grad():
+        losses, outputs = pix2pix_generator(nets, images, cfg.train)
+        assert losses["ssim"].item() == pytest.approx(100.0 * ssim_loss(outputs["fake_b"], images["B"]).item(), rel=1e-5)
+        assert losses["l1"].item() == pytest.approx(cfg.train.lambda_l1 * l1_loss(outputs["fake_b"], images["B"]).item(), rel=1e-5)
+        cfg.train.lambda_ssim = 0.0
+        assert "ssim" not in pix2pix_generator(nets, images, cfg.train)[0]
+
+
 def test_cycle_validation_needs_a_reverse_generator() -> None:
     with pytest.raises(ValueError, match="reverse"):
         Validation(measures=("cycle",), best_metric="cycle_l1", row=("A", "fake_b", "rec_a"))

@@ -125,9 +125,14 @@ class PixelDiscriminator(nn.Module):
 # and spectral norm.
 
 
+def discriminator_norm(cfg: NetConfig) -> NormKind:
+    """The discriminators' norm layers: ``cfg.norm_d``, or the generators' ``cfg.norm`` for ``same``."""
+    return cfg.norm if cfg.norm_d == "same" else cfg.norm_d
+
+
 def patch_discriminator(cfg: NetConfig, in_channels: int, *, n_layers: int) -> PatchDiscriminator:
     """A :class:`PatchDiscriminator` with ``n_layers`` stride-2 convs, the rest from ``cfg``."""
-    return PatchDiscriminator(in_channels, base_channels=cfg.base_channels_d, n_layers=n_layers, norm=cfg.norm)
+    return PatchDiscriminator(in_channels, base_channels=cfg.base_channels_d, n_layers=n_layers, norm=discriminator_norm(cfg))
 
 
 @register_discriminator("basic")
@@ -145,4 +150,4 @@ def n_layers(cfg: NetConfig, in_channels: int) -> PatchDiscriminator:
 @register_discriminator("pixel")
 def pixel(cfg: NetConfig, in_channels: int) -> PixelDiscriminator:
     """The 1x1 PixelGAN."""
-    return PixelDiscriminator(in_channels, base_channels=cfg.base_channels_d, norm=cfg.norm)
+    return PixelDiscriminator(in_channels, base_channels=cfg.base_channels_d, norm=discriminator_norm(cfg))

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from translate.config import NetConfig, RunConfig, TrainConfig
 from translate.errors import UserError
-from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss, patch_nce_loss, temporal_loss
+from translate.losses import cycle_loss, gan_loss, gradient_penalty, identity_loss, l1_loss, patch_nce_loss, ssim_loss, temporal_loss
 from translate.train.pool import ImagePool
 
 if TYPE_CHECKING:
@@ -139,7 +139,10 @@ def pix2pix_generator(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tu
     losses = {
         "g_ab": cfg.lambda_gan * gan_loss(pred_fake, True, cfg.gan_mode, for_discriminator=False),
         "l1": cfg.lambda_l1 * l1_loss(fake_b, real_b),
-    } | temporal_term(nets, batch, "A", "gen_ab", fake_b, cfg)
+    }
+    if cfg.lambda_ssim > 0:
+        losses["ssim"] = cfg.lambda_ssim * ssim_loss(fake_b, real_b)
+    losses |= temporal_term(nets, batch, "A", "gen_ab", fake_b, cfg)
     return losses, {"fake_b": fake_b}
 
 
