@@ -75,6 +75,7 @@ CYCLEGAN_LEVERS = (
     Variant("paper + spectral norm", settings=("net.spectral_norm=true",), preset="paper"),
     Variant("paper + DiffAugment", settings=(f"train.diffaug={DIFFAUGMENT_POLICY}",), preset="paper"),
     Variant("paper + learning rate 5e-4", settings=("train.lr=5e-4",), preset="paper"),
+    Variant("paper + D without norm", settings=("net.norm_d=none",), preset="paper"),
     Variant("toolkit"),
     # one-sided models at CycleGAN's wall-clock budget (PatchNCE on the 6-block generator's encoder layers)
     Variant("CUT, same time as toolkit", settings=("train.nce_layers=0,4,8,12,14",), model="cut", same_time_as="toolkit"),
@@ -90,11 +91,14 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("paper + best checkpoint", settings=("train.val_every=-1",), preset="paper"),
         Variant("paper + spectral norm", settings=("net.spectral_norm=true",), preset="paper"),
         Variant("paper + DiffAugment", settings=(f"train.diffaug={DIFFAUGMENT_POLICY}",), preset="paper"),
+        Variant("paper + SSIM loss", settings=("train.lambda_ssim=100",), preset="paper"),
         Variant("toolkit"),
     ),
     "day2night": CYCLEGAN_LEVERS,
     "grade": CYCLEGAN_LEVERS,
 }
+# unpaired tasks: the collections' colour statistics swapped (quality_data.colour_transfer), scored beside the baselines
+REFERENCE = "reference: colour statistics transfer (not learnt)"
 PLANS = {  # by --quick: image side, images per training set and held out; steps, generator (None: the task's); width; sheet rows
     False: dict(size=128, train_images=400, test_images=24, steps=None, generator=None, base_channels=16, sheet_rows=3),
     True: dict(size=64, train_images=8, test_images=4, steps=2, generator="resnet_6blocks", base_channels=4, sheet_rows=2),
@@ -137,8 +141,11 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
     from translate.cli import main as translate
 
     root = work / "data" / task.name
-    shutil.rmtree(root, ignore_errors=True)  # built fresh: a folder from another plan would mix in
-    task.build(root, plan["size"], plan["train_images"], plan["test_images"])
+    built = {"task": task.name, "plan": [plan[k] for k in ("size", "train_images", "test_images")], "code": data.source_digest()}
+    if saved_with_key(root / BUILT_FILE, built) is None:  # a folder from another plan or builder would mix in
+        shutil.rmtree(root, ignore_errors=True)
+        task.build(root, plan["size"], plan["train_images"], plan["test_images"])
+        atomic_write(root / BUILT_FILE, json.dumps({"key": built}) + "\n")
     test_input, test_target = root / task.test_input, root / task.test_target
     mean = work / "baselines" / task.name
     shutil.rmtree(mean, ignore_errors=True)
@@ -149,6 +156,11 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
         {"task": task.name, "variant": "baseline: identity", "kind": "baseline", "pred_dir": str(test_input), **scores(test_input, test_target)},
         {"task": task.name, "variant": "baseline: mean training target", "kind": "baseline", "pred_dir": str(mean), **scores(mean, test_target)},
     ]
+    if (root / "trainA").is_dir():  # unpaired: what matching the collections' colour statistics gives
+        transfer = work / "reference" / task.name
+        shutil.rmtree(transfer, ignore_errors=True)
+        data.colour_transfer(root / "trainA", root / task.train_target, test_input, transfer)
+        rows.append({"task": task.name, "variant": REFERENCE, "kind": "reference", "pred_dir": str(transfer), **scores(transfer, test_target)})
     task_steps = plan["steps"] or task.steps
     for variant in VARIANTS[task.name]:
         if args.only and not any(o in f"{task.name} {variant.name}" for o in args.only):
@@ -201,6 +213,7 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
 
 
 ROW_FILE = "quality_row.json"
+BUILT_FILE = "built.json"  # beside a task's dataset: what built it (two invocations may share it)
 
 
 def run_key(line: list[str]) -> dict[str, Any]:

@@ -46,6 +46,11 @@ def test_every_task_variant_and_seed_is_scored_with_its_baselines(quick: tuple[P
     for task, variants in expected().items():
         rows = [r for r in result["rows"] if r["task"] == task]
         assert {r["variant"] for r in rows if r["kind"] == "baseline"} == {"baseline: identity", "baseline: mean training target"}
+        # unpaired tasks also score what swapping the collections' colour statistics gives
+        unpaired = task != "sketch2photo"
+        assert [r["variant"] for r in rows if r["kind"] == "reference"] == (
+            ["reference: colour statistics transfer (not learnt)"] if unpaired else []
+        )
         for variant in variants:
             assert sorted(r["seed"] for r in rows if r["variant"] == variant) == list(range(seeds)), (task, variant)
     for r in result["rows"]:
