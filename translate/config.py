@@ -25,6 +25,7 @@ translating a 4096x4096 photo stays under 2 GB (docs/PERFORMANCE.md)."""
 ModelKind = Literal["cyclegan", "pix2pix", "cut", "fastcut"]
 MODELS: tuple[str, ...] = get_args(ModelKind)
 NormKind = Literal["instance", "instance_affine", "batch", "none"]
+DiscNormKind = Literal["same", "instance", "instance_affine", "batch", "none"]  # same: the generators' NormKind
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
 UpsampleKind = Literal["transposed", "resize", "blur"]
 DownsampleKind = Literal["strided", "blur"]
@@ -48,7 +49,7 @@ class NetConfig:
     n_layers_d: int = 3  # PatchGAN depth when discriminator == "n_layers"
     norm: NormKind = "instance"
     # the discriminators' norm: the generators' (same: the papers') or its own, e.g. none (SN-GAN's D)
-    norm_d: Literal["same", "instance", "instance_affine", "batch", "none"] = "same"
+    norm_d: DiscNormKind = "same"
     init: InitKind = "normal"
     init_gain: float = 0.02
     dropout: bool = False  # dropout in generator (pix2pix U-Net uses it)

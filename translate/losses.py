@@ -1,4 +1,4 @@
-"""Losses of CycleGAN and pix2pix: adversarial (four GAN modes), gradient penalty, L1 terms.
+"""Losses of CycleGAN and pix2pix: adversarial (four GAN modes), gradient penalty, L1 terms, SSIM.
 
 Plain functions; objectives weight and sum them. Each casts its inputs to float32 first so it
 is safe under bf16/fp16 autocast (the networks may run in low precision; reductions don't).
