@@ -164,9 +164,9 @@ def subset(src: Path, dst: Path, count: int) -> Path:
 def colour_transfer(source: Path, reference: Path, inputs: Path, out: Path) -> None:
     """Each image of ``inputs`` with the colour statistics of ``reference`` in place of ``source``'s
     (Reinhard et al. 2001, per RGB channel: ``(x - mean_s) / std_s * std_r + mean_r`` over every
-    pixel of each folder), written to ``out`` as PNG: what matching the two training collections'
-    colour distributions alone gives, the most an unpaired model can learn from them about a
-    global colour change."""
+    pixel of each folder), written to ``out`` as PNG: what swapping the two training collections'
+    colour means and spreads gives, with no training: a reference for what the collections say
+    about a global colour change."""
     stats = []
     for folder in (source, reference):
         pixels = np.concatenate([read_rgb(p).reshape(-1, 3).astype(np.float64) for p in sorted(folder.iterdir())])

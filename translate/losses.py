@@ -235,7 +235,7 @@ def l1_loss(fake: Tensor, real: Tensor) -> Tensor:
     return _l1(fake, real, "l1_loss")
 
 
-SSIM_LOSS_WINDOW = 11  # Wang et al. 2004's 11x11 Gaussian window, as the SSIM metric (translate.metrics)
+SSIM_WINDOW = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5 (kornia's sigma); the SSIM metric's too
 
 
 def ssim_loss(fake: Tensor, real: Tensor) -> Tensor:
@@ -261,7 +261,7 @@ def ssim_loss(fake: Tensor, real: Tensor) -> Tensor:
     if fake.ndim != 4:
         raise ValueError(f"ssim_loss: expected (B, C, H, W) images, got shape {tuple(fake.shape)}")
     side = min(fake.shape[-2:])
-    window = min(SSIM_LOSS_WINDOW, side if side % 2 else side - 1)
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
     if window < 1:
         raise ValueError(f"ssim_loss: images need at least one pixel a side, got shape {tuple(fake.shape)}")
     unit = [(x.float() + 1.0) / 2.0 for x in (fake, real)]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from translate.losses import SSIM_WINDOW  # one window for the metric and pix2pix's SSIM loss
+
 # Inputs may overshoot [0, 1] by float rounding after a conversion; more than this is a
 # caller passing [-1, 1] tensors (the toolkit's network range), which would skew every number.
 _RANGE_TOLERANCE = 1e-3
-
-SSIM_WINDOW = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5 (kornia's sigma)
 
 
 def _check_pair(pred: Tensor, target: Tensor, name: str, min_side: int = 1) -> tuple[Tensor, Tensor]:
