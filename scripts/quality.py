@@ -69,6 +69,7 @@ TASKS = (
 CYCLEGAN_LEVERS = (
     Variant("paper", preset="paper"),
     Variant("paper + residual generator", settings=("net.residual=true",), preset="paper"),
+    Variant("paper + residual generator + Huber cycle/identity", settings=("net.residual=true", "train.recon_huber=0.05"), preset="paper"),
     Variant("paper + resize upsampling", settings=("net.upsample=resize",), preset="paper"),
     Variant("paper + weight average", settings=("train.ema_decay=0.999",), preset="paper"),
     Variant("paper + GAN warm-up", settings=("train.gan_warmup={half}",), preset="paper"),
@@ -77,6 +78,8 @@ CYCLEGAN_LEVERS = (
     Variant("paper + learning rate 5e-4", settings=("train.lr=5e-4",), preset="paper"),
     Variant("paper + D without norm", settings=("net.norm_d=none",), preset="paper"),
     Variant("toolkit"),
+    # the recipe README recommends for subtle changes (a grade, a tone): the default, starting as the identity
+    Variant("toolkit + residual generator + Huber cycle/identity", settings=("net.residual=true", "train.recon_huber=0.05")),
     # one-sided models at CycleGAN's wall-clock budget (PatchNCE on the 6-block generator's encoder layers)
     Variant("CUT, same time as toolkit", settings=("train.nce_layers=0,4,8,12,14",), model="cut", same_time_as="toolkit"),
     Variant("FastCUT, same time as toolkit", settings=("train.nce_layers=0,4,8,12,14",), model="fastcut", same_time_as="toolkit"),
@@ -136,16 +139,22 @@ def scores(pred: Path, target: Path) -> dict[str, Any]:
     }
 
 
-def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from translate import Translator
-    from translate.cli import main as translate
-
+def dataset(task: Task, plan: dict, work: Path) -> Path:
+    """The task's dataset under ``work/data``, built unless the same plan and builder built it."""
     root = work / "data" / task.name
     built = {"task": task.name, "plan": [plan[k] for k in ("size", "train_images", "test_images")], "code": data.source_digest()}
     if saved_with_key(root / BUILT_FILE, built) is None:  # a folder from another plan or builder would mix in
         shutil.rmtree(root, ignore_errors=True)
         task.build(root, plan["size"], plan["train_images"], plan["test_images"])
         atomic_write(root / BUILT_FILE, json.dumps({"key": built}) + "\n")
+    return root
+
+
+def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from translate import Translator
+    from translate.cli import main as translate
+
+    root = dataset(task, plan, work)
     test_input, test_target = root / task.test_input, root / task.test_target
     mean = work / "baselines" / task.name
     shutil.rmtree(mean, ignore_errors=True)

@@ -142,6 +142,25 @@ def test_l1_terms(fn) -> None:
         fn(a, b.view(1, 1, 4))
 
 
+@pytest.mark.parametrize("fn", [cycle_loss, identity_loss])
+def test_huber_reconstruction_by_hand_and_its_gradient_fades_at_the_identity(fn) -> None:
+    a = torch.tensor([[0.5, -1.0], [1.0, 0.0]]).view(1, 1, 2, 2)
+    b = torch.tensor([[0.0, 1.0], [1.0, -0.05]]).view(1, 1, 2, 2)
+    # errors 0.5, 2 (above 0.1: |d| - 0.05), 0 and 0.05 (below: d**2 / 0.2)
+    assert fn(a, b, huber=0.1).item() == pytest.approx((0.45 + 1.95 + 0.0 + 0.0125) / 4)
+    assert fn(a, b, huber=0.0).item() == fn(a, b).item()  # 0 is the paper's L1
+    # the reason for it: near the identity L1 pulls back with a constant force, Huber's fades
+    real = torch.zeros(1, 3, 8, 8)
+    for size in (1e-2, 1e-4):
+        out = torch.full_like(real, size, requires_grad=True)
+        (l1_grad,) = torch.autograd.grad(fn(out, real), out)
+        (huber_grad,) = torch.autograd.grad(fn(out, real, huber=0.05), out)
+        assert l1_grad.abs().max().item() == pytest.approx(1 / real.numel())
+        assert huber_grad.abs().max().item() == pytest.approx(size / 0.05 / real.numel())
+    with pytest.raises(ValueError, match="huber must be >= 0"):
+        fn(a, b, huber=-0.1)
+
+
 def test_ssim_loss_is_one_minus_the_metric_on_real_photos(photo) -> None:
     real = photo(48, 48, "astronaut")
     fake = photo(48, 48, "chelsea").requires_grad_()

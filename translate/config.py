@@ -86,6 +86,7 @@ class TrainConfig:
     gan_mode: GanMode = "lsgan"
     lambda_cycle: float = 10.0  # CycleGAN: weight of each cycle loss (A->B->A and B->A->B)
     lambda_identity: float = 0.5  # CycleGAN: identity weight, as a fraction of lambda_cycle
+    recon_huber: float = 0.0  # CycleGAN: cycle and identity distances are Huber's with this width ([-1, 1] units); 0 = L1 (the paper's)
     lambda_l1: float = 100.0  # pix2pix: weight of the L1 loss
     lambda_ssim: float = 0.0  # pix2pix: weight of the 1 - SSIM loss beside L1 (0 = off, as the paper)
     lambda_nce: float = 1.0  # CUT: weight of the PatchNCE loss (FastCUT: 10)
@@ -252,7 +253,9 @@ LIMITS: dict[tuple[str, str], tuple[float, float | None, str]] = {
     ("TrainConfig", "beta2"): (0.0, 0.999999, "an Adam beta (below 1)"),
     ("TrainConfig", "lambda_cycle"): (0.0, None, "a loss weight"),
     ("TrainConfig", "lambda_identity"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "recon_huber"): (0.0, 2.0, "a distance in [-1, 1] image units (0 = L1)"),
     ("TrainConfig", "lambda_l1"): (0.0, None, "a loss weight"),
+    ("TrainConfig", "lambda_ssim"): (0.0, None, "a loss weight"),
     ("TrainConfig", "lambda_nce"): (0.0, None, "a loss weight"),
     ("TrainConfig", "nce_patches"): (1, None, "a patch count"),
     ("TrainConfig", "nce_temperature"): (1e-6, None, "a softmax temperature"),

@@ -62,6 +62,24 @@ def test_pix2pix_adds_the_ssim_term_when_weighted(photo) -> None:
         assert "ssim" not in pix2pix_generator(nets, images, cfg.train)[0]
 
 
+def test_cyclegan_reconstruction_terms_use_the_configured_distance(photo) -> None:
+    from translate.losses import cycle_loss, identity_loss
+    from translate.train.objectives import cyclegan_cycle_a, cyclegan_identity
+
+    cfg = tiny("cyclegan")
+    assert cfg.train.recon_huber == 0.0 and preset("cyclegan", "paper").train.recon_huber == 0.0
+    nets = build_training(cfg, torch.device("cpu"), planned_steps=1).nets
+    images = batch(0, photo)
+    for huber in (0.0, 0.05):
+        cfg.train.recon_huber = huber
+        with torch.no_grad():
+            losses, out = cyclegan_cycle_a(nets, images, cfg.train)
+            idt = cyclegan_identity(nets, images, cfg.train)[0]["idt_a"]
+            expected_idt = cfg.train.lambda_cycle * cfg.train.lambda_identity * identity_loss(nets["gen_ab"](images["B"]), images["B"], huber)
+        assert losses["cycle_a"].item() == pytest.approx(cfg.train.lambda_cycle * cycle_loss(out["rec_a"], images["A"], huber).item(), rel=1e-5)
+        assert idt.item() == pytest.approx(expected_idt.item(), rel=1e-5)
+
+
 def test_cycle_validation_needs_a_reverse_generator() -> None:
     with pytest.raises(ValueError, match="reverse"):
         Validation(measures=("cycle",), best_metric="cycle_l1", row=("A", "fake_b", "rec_a"))

@@ -83,7 +83,7 @@ def _cycle(nets: Nets, real: Tensor, there: str, back: str, judge: str, cfg: Tra
     fake = nets[there](real)
     rec = nets[back](fake)
     adversarial = cfg.lambda_gan * gan_loss(nets[judge](fake), True, cfg.gan_mode, for_discriminator=False)
-    return adversarial, cfg.lambda_cycle * cycle_loss(rec, real), fake, rec
+    return adversarial, cfg.lambda_cycle * cycle_loss(rec, real, cfg.recon_huber), fake, rec
 
 
 def cyclegan_cycle_a(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Losses, dict[str, Tensor]]:
@@ -105,8 +105,8 @@ def cyclegan_identity(nets: Nets, batch: dict[str, Any], cfg: TrainConfig) -> tu
     real_a, real_b = batch["A"], batch["B"]
     weight = cfg.lambda_cycle * cfg.lambda_identity
     losses = {
-        "idt_a": weight * identity_loss(nets["gen_ab"](real_b), real_b),
-        "idt_b": weight * identity_loss(nets["gen_ba"](real_a), real_a),
+        "idt_a": weight * identity_loss(nets["gen_ab"](real_b), real_b, cfg.recon_huber),
+        "idt_b": weight * identity_loss(nets["gen_ba"](real_a), real_a, cfg.recon_huber),
     }
     return losses, {}
 
