@@ -17,7 +17,9 @@ benchmark's datasets, ``scripts/quality.py``), then measures on the held-out inp
   the identity instead;
 - its direction against the true change (target - input): the cosine per pixel and of the
   images' channel means;
-- the best PSNR a step along it reaches: what a generator that follows it could gain at first.
+- the best PSNR a step along it reaches: what a generator that follows it could gain at first;
+- how much more real it finds the held-out targets than their inputs (mean logit difference):
+  whether what it learnt from the training collections is the change, not their content.
 
 Writes OUT/adversarial_probe.json and OUT/ADVERSARIAL_PROBE.md.
 """
@@ -77,6 +79,8 @@ def probe(root: Path, seed: int, steps: int, base_channels: int) -> dict[str, fl
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    with torch.no_grad():  # without augmentation: the images as they are
+        separation = torch.stack([disc(t[None]).mean() - disc(i[None]).mean() for i, t in zip(inputs, targets, strict=True)]).mean().item()
     x = inputs.clone().requires_grad_(True)
     loss = sum(gan_loss(judge(x[i : i + 1]), True, cfg.train.gan_mode, for_discriminator=False) for i in range(len(x)))
     (grad,) = torch.autograd.grad(loss, x)  # each image's own loss: its gradient is as in a batch-1 step
@@ -92,6 +96,7 @@ def probe(root: Path, seed: int, steps: int, base_channels: int) -> dict[str, fl
         "cosine_channel_means": cosine(step_dir.mean((2, 3)), wanted.mean((2, 3))).mean().item(),
         "input_psnr": psnr(inputs, targets),
         "best_step_psnr": max(best, psnr(inputs, targets)),
+        "target_minus_input_logit": separation,
     }
 
 
@@ -115,13 +120,14 @@ def markdown(result: dict[str, Any]) -> str:
         "exceeds L1's constant pull; Huber's pull is 0 there.",
         "",
         "| task | seed | adversarial gradient / pixel | L1 cycle pull | L1 identity pull | cosine to the true change "
-        "| cosine of channel means | input PSNR dB | best step along it, PSNR dB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cosine of channel means | input PSNR dB | best step along it, PSNR dB | D(target) - D(input) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['task']} | {r['seed']} | {r['grad_per_pixel']:.2e} | {r['l1_cycle_pull']:.2e} | {r['l1_identity_pull']:.2e} "
-            f"| {r['cosine']:.3f} | {r['cosine_channel_means']:.3f} | {r['input_psnr']:.2f} | {r['best_step_psnr']:.2f} |"
+            f"| {r['cosine']:.3f} | {r['cosine_channel_means']:.3f} | {r['input_psnr']:.2f} | {r['best_step_psnr']:.2f} "
+            f"| {r['target_minus_input_logit']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 

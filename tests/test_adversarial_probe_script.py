@@ -50,3 +50,4 @@ def test_a_discriminator_of_day_vs_night_points_towards_night(quick) -> None:
     # the channel means move the way the night rendering does (darker, bluer), and a step along it gains
     assert measured["cosine_channel_means"] > 0.5 and measured["cosine"] > 0.2
     assert measured["best_step_psnr"] > measured["input_psnr"] + 1
+    assert measured["target_minus_input_logit"] > 0  # it calls the true night more real than the day photo

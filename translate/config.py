@@ -59,7 +59,8 @@ class NetConfig:
     upsample: UpsampleKind = "transposed"
     # ResNet generator downsampling: stride-2 convolution (the papers') or 3x3 convolution + anti-aliased blur (CUT's code by default)
     downsample: DownsampleKind = "strided"
-    # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out channels)
+    # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out
+    # channels); CycleGAN's L1 cycle and identity losses hold it there: pair it with train.recon_huber (README)
     residual: bool = False
     nce_mlp_channels: int = 256  # CUT: width of the 2-layer MLP head on each PatchNCE feature layer
 

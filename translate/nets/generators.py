@@ -123,7 +123,8 @@ class ResnetGenerator(nn.Module):
         residual: output ``tanh(atanh(x) + net(x))`` instead of ``tanh(net(x))``
             (:func:`~translate.nets.layers.residual_output`); with the output layer zeroed
             (``build_generator`` does) the untrained generator is the identity. Needs
-            ``in_channels == out_channels``.
+            ``in_channels == out_channels``. CycleGAN's L1 cycle and identity losses keep it
+            there; ``train.recon_huber`` lets it learn (:func:`~translate.losses.cycle_loss`).
 
     Shape: ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, out_channels, H, W)`` in [-1, 1].
     """
