@@ -58,7 +58,11 @@ def test_every_task_variant_and_seed_is_scored_with_its_baselines(quick: tuple[P
         assert math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1 and 0 <= r["l1"] <= 1, r
         if r["kind"] == "model":  # a fixed budget in steps, or (same_time_as) what fits in another variant's minutes
             fixed = r["spec"]["same_time_as"] is None
-            assert (r["steps"] == 2 if fixed else r["steps"] >= 1) and r["train_minutes"] > 0 and r["train_command"].startswith("translate train")
+            assert (
+                (r["steps"] == 2 * r["spec"]["steps_factor"] if fixed else r["steps"] >= 1)
+                and r["train_minutes"] > 0
+                and r["train_command"].startswith("translate train")
+            )
 
 
 def test_summary_has_one_line_per_task_and_variant(quick: tuple[Path, dict]) -> None:
