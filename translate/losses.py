@@ -128,7 +128,8 @@ def gradient_penalty(
     return (norm - constant).pow(2).mean()
 
 
-def _l1(a: Tensor, b: Tensor, name: str, huber: float = 0.0) -> Tensor:
+def _distance(a: Tensor, b: Tensor, name: str, huber: float = 0.0) -> Tensor:
+    """``mean|a - b|`` in float32, or Huber's distance with that width when ``huber > 0``."""
     if a.shape != b.shape:
         raise ValueError(f"{name}: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     if not huber >= 0:  # also NaN
@@ -145,7 +146,7 @@ def cycle_loss(rec: Tensor, real: Tensor, huber: float = 0.0) -> Tensor:
     ``huber``, ``|d| - huber / 2`` above, so the same as L1 for large errors. L1's gradient has
     the same size however small the error, ``weight / pixels`` for each pixel; a generator that
     starts as the identity (``net.residual``) then sits in a well that the adversarial gradient,
-    several times smaller there, cannot leave (measured: docs/QUALITY.md). Huber's gradient
+    several times smaller there, cannot leave (measured: docs/ADVERSARIAL_PROBE.md). Huber's gradient
     fades to 0 at the identity.
 
     Args:
@@ -153,7 +154,7 @@ def cycle_loss(rec: Tensor, real: Tensor, huber: float = 0.0) -> Tensor:
         real: the originals, same shape.
         huber: width of the quadratic zone, in the images' [-1, 1] units; 0 = L1 (the paper's).
     """
-    return _l1(rec, real, "cycle_loss", huber)
+    return _distance(rec, real, "cycle_loss", huber)
 
 
 def identity_loss(idt: Tensor, real: Tensor, huber: float = 0.0) -> Tensor:
@@ -164,7 +165,7 @@ def identity_loss(idt: Tensor, real: Tensor, huber: float = 0.0) -> Tensor:
         real: that image, same shape.
         huber: as :func:`cycle_loss`'s; 0 = L1 (the paper's).
     """
-    return _l1(idt, real, "identity_loss", huber)
+    return _distance(idt, real, "identity_loss", huber)
 
 
 def warp_tensor(image: Tensor, flow: Tensor) -> Tensor:
@@ -245,7 +246,7 @@ def l1_loss(fake: Tensor, real: Tensor) -> Tensor:
         fake: generated images ``(B, C, H, W)`` in [-1, 1].
         real: the paired targets, same shape.
     """
-    return _l1(fake, real, "l1_loss")
+    return _distance(fake, real, "l1_loss")
 
 
 SSIM_WINDOW = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5 (kornia's sigma); the SSIM metric's too
