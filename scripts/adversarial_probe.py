@@ -58,10 +58,11 @@ def probe(root: Path, seed: int, steps: int, base_channels: int) -> dict[str, fl
     trainB (real), batch 1, then measure its generator gradient on the held-out inputs."""
     import torch
 
-    from translate.augment import diff_augment
     from translate.config import preset
     from translate.losses import gan_loss
     from translate.nets.registry import build_discriminator
+    from translate.train.build import AugmentedDiscriminator
+    from translate.train.objectives import DiscContext, discriminator_loss
 
     cfg = preset("cyclegan")
     train_a, train_b = load(root / "trainA"), load(root / "trainB")
@@ -72,12 +73,11 @@ def probe(root: Path, seed: int, steps: int, base_channels: int) -> dict[str, fl
     optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2))
     order = torch.randperm(len(train_b), generator=torch.Generator().manual_seed(seed))
 
-    def judge(x: torch.Tensor) -> torch.Tensor:
-        return disc(diff_augment(x, cfg.train.diffaug, augment_rng))
-
+    judge = AugmentedDiscriminator(disc, cfg.train.diffaug, augment_rng)  # as training shows it images
+    ctx = DiscContext(cfg=cfg.train, pools={}, generator=torch.Generator())
     for step in range(steps):
         real, fake = train_b[order[step % len(train_b)]][None], train_a[step % len(train_a)][None]
-        loss = 0.5 * (gan_loss(judge(real), True, cfg.train.gan_mode) + gan_loss(judge(fake), False, cfg.train.gan_mode))
+        loss = discriminator_loss(judge, real, fake, ctx)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -41,6 +41,9 @@ PLANS = {  # by --quick: image side, images per training set and held out; steps
 }
 
 
+BUILT_FILE = "built.json"  # beside a task's dataset: what built it (two invocations may share it)
+
+
 def dataset(task: Task, plan: dict, work: Path) -> Path:
     """The task's dataset under ``work/data``, built unless the same plan and builder built it."""
     root = work / "data" / task.name
@@ -50,9 +53,6 @@ def dataset(task: Task, plan: dict, work: Path) -> Path:
         task.build(root, plan["size"], plan["train_images"], plan["test_images"])
         atomic_write(root / BUILT_FILE, json.dumps({"key": built}) + "\n")
     return root
-
-
-BUILT_FILE = "built.json"  # beside a task's dataset: what built it (two invocations may share it)
 
 
 def saved_with_key(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:

@@ -54,7 +54,11 @@ class DiscContext:
     generator: torch.Generator  # CPU generator for gradient-penalty interpolation
 
 
-def _disc_loss(disc: nn.Module, real: Tensor, fake: Tensor, ctx: DiscContext) -> Tensor:
+def discriminator_loss(disc: nn.Module, real: Tensor, fake: Tensor, ctx: DiscContext) -> Tensor:
+    """One discriminator's loss on a real and a fake batch (``(B, C, H, W)``), as every model's
+    discriminator step computes it: half the GAN loss of both, plus the gradient penalty under
+    ``wgangp``. Public so that tools (``scripts/adversarial_probe.py``) train a discriminator the
+    same way."""
     mode = ctx.cfg.gan_mode
     # 0.5: the papers halve the discriminator objective to slow D relative to G
     loss = 0.5 * (gan_loss(disc(real), True, mode) + gan_loss(disc(fake), False, mode))
@@ -123,8 +127,8 @@ def cyclegan_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict
     fake_b = ctx.pools["b"].query(outputs["fake_b"].detach())
     fake_a = ctx.pools["a"].query(outputs["fake_a"].detach())
     return {
-        "d_b": _disc_loss(nets["disc_b"], batch["B"], fake_b, ctx),
-        "d_a": _disc_loss(nets["disc_a"], batch["A"], fake_a, ctx),
+        "d_b": discriminator_loss(nets["disc_b"], batch["B"], fake_b, ctx),
+        "d_a": discriminator_loss(nets["disc_a"], batch["A"], fake_a, ctx),
     }
 
 
@@ -156,7 +160,7 @@ def pix2pix_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[
     if "b" in ctx.pools:
         fake_pair = ctx.pools["b"].query(fake_pair)
     real_pair = torch.cat([real_a, batch["B"]], dim=1)
-    return {"d_b": _disc_loss(nets["disc_b"], real_pair, fake_pair, ctx)}
+    return {"d_b": discriminator_loss(nets["disc_b"], real_pair, fake_pair, ctx)}
 
 
 # ---------------------------------------------------------------------------- CUT and FastCUT
@@ -219,7 +223,7 @@ def cut_discriminator_step(nets: Nets, batch: dict[str, Any], outputs: dict[str,
     fake_b = outputs["fake_b"].detach()
     if "b" in ctx.pools:
         fake_b = ctx.pools["b"].query(fake_b)
-    return {"d_b": _disc_loss(nets["disc_b"], batch["B"], fake_b, ctx)}
+    return {"d_b": discriminator_loss(nets["disc_b"], batch["B"], fake_b, ctx)}
 
 
 def patch_mlp(cfg: RunConfig, nets: Nets) -> nn.Module:
