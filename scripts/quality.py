@@ -64,6 +64,13 @@ CYCLEGAN_LEVERS = (
     Variant("toolkit"),
     # the recipe README recommends for subtle changes (a grade, a tone): the default, starting as the identity
     Variant("toolkit + residual generator + Huber cycle/identity", settings=("net.residual=true", "train.recon_huber=0.05")),
+    # why that recipe is not the default: the identity term holds it near the input where the change is large
+    Variant(
+        "toolkit + residual generator + Huber, no identity loss", settings=("net.residual=true", "train.recon_huber=0.05", "train.lambda_identity=0")
+    ),
+    Variant("toolkit + residual generator + squared cycle/identity", settings=("net.residual=true", "train.recon_huber=1")),
+    # instance norm makes the default generator blind to each image's colour; without norm it trains worse
+    Variant("toolkit + generator without norm", settings=("net.norm=none",)),
     Variant("toolkit, 4x the steps", steps_factor=4),
     # one-sided models at CycleGAN's wall-clock budget (PatchNCE on the 6-block generator's encoder layers)
     Variant("CUT, same time as toolkit", settings=("train.nce_layers=0,4,8,12,14",), model="cut", same_time_as="toolkit"),

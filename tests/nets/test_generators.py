@@ -196,6 +196,30 @@ def test_residual_generator_starts_as_the_identity_and_learns_a_change(name: str
             assert param.grad.abs().sum() > 0, param_name
 
 
+def test_instance_norm_resnet_cannot_see_a_colour_cast_the_residual_one_keeps_it(photo) -> None:
+    """Why the default CycleGAN generator destroys a photo's colours on a subtle task (the quality
+    benchmark's grade): a per-channel shift of the whole input (a colour cast, a brightness
+    change) shifts every first-layer feature map by a constant, which its instance norm
+    subtracts, so the output does not depend on it at all. The residual generator adds its input
+    back and keeps the cast."""
+    torch.manual_seed(0)
+    x = photo(64, 64, "astronaut") * 0.6  # within (-0.6, 0.6): the shifted image needs no clamping
+    cast = torch.tensor([0.3, 0.0, -0.3]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        # weights at a trained scale (the initial 0.02 makes any net's output nearly constant)
+        plain, unnormed = (build_generator(tiny("resnet_6blocks", norm=norm)).eval() for norm in ("instance", "none"))
+        for net in (plain, unnormed):
+            for param in net.parameters():
+                param.normal_(0, 0.3)
+        assert plain(x).std() > 0.3  # it does respond to the image's content
+        torch.testing.assert_close(plain(x + cast), plain(x), atol=2e-4, rtol=0)
+        assert (unnormed(x + cast) - unnormed(x)).abs().max() > 0.3  # without the norm it would see it
+        residual = build_generator(tiny("resnet_6blocks", residual=True)).eval()
+        residual.output_layer().weight.normal_(0, 0.05)  # as if trained: a change besides the input
+        moved = residual(x + cast).mean((0, 2, 3)) - residual(x).mean((0, 2, 3))
+    assert moved[0] > 0.15 and moved[2] < -0.15 and abs(float(moved[1])) < 0.1, moved
+
+
 def test_residual_output_keeps_the_input_range_and_finite_gradients_at_its_ends() -> None:
     x = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], requires_grad=True)
     change = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True)
