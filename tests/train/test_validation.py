@@ -166,3 +166,23 @@ def test_unpaired_validation_logs_kid_when_inception_weights_are_present(unpaire
     val = [r for r in rows(run) if "val_kid" in r]
     assert len(val) == 1 and "val_cycle_l1" in val[0]
     assert load_checkpoint(run / "checkpoints" / "best").state["validation"]["metric"] == "kid"
+
+
+def test_unpaired_validation_says_when_the_model_returns_its_input(unpaired_data: Path, tmp_path: Path, caplog) -> None:
+    """A residual generator starts as the identity: after one step it still returns its input, far
+    less than day and night differ, and the run's last validation says so; the plain generator,
+    which starts from noise, changes its inputs and gets no such line."""
+    args = ["--data", str(unpaired_data), "--steps", "1", *TINY_CYCLEGAN, "--set", "train.val_every=1", "--set", "train.val_images=2"]
+    lines = {}
+    for residual in ("true", "false"):
+        run = tmp_path / residual
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="translate"):
+            assert main(["train", "--model", "cyclegan", "--out", str(run), *args, "--set", f"net.residual={residual}"]) == 0
+        lines[residual] = [r.getMessage() for r in caplog.records if "returning its input" in r.getMessage()]
+        (val,) = [r for r in rows(run) if "val_change_l1" in r]
+        lines[residual + " change"] = val["val_change_l1"]
+    (line,) = lines["true"]
+    assert "levels of 255" in line and "net.residual=true" in line
+    assert lines["true change"] < 0.01 < lines["false change"]  # [-1, 1] units
+    assert lines["false"] == []

@@ -121,7 +121,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
                 if main and tc.sample_every and (counters.step % tc.sample_every == 0 or counters.step == stop_at):
                     out.samples(batch, result, counters.step)
                 if validator is not None and (counters.step % validator.every == 0 or counters.step >= stop_at):
-                    out.validate(counters)
+                    out.validate(counters, last=counters.step >= stop_at)
 
                 stop_requested = distributed.any_flag(dist_info, stop.signum is not None)
                 if counters.step % tc.save_every == 0 or counters.step >= stop_at or stop_requested:
@@ -235,11 +235,16 @@ class RunOutput:
         rows = [[named[n][0] for n in row] for row in self.training.objective.sample_rows]
         self.write(save_grid, self.run_dir / "samples" / f"step_{step:07d}.png", rows)
 
-    def validate(self, counters: Counters) -> None:
-        """Held-out scores into the metrics; ``checkpoints/best`` when the chosen one improved."""
+    def validate(self, counters: Counters, last: bool = False) -> None:
+        """Held-out scores into the metrics; ``checkpoints/best`` when the chosen one improved; at
+        the ``last`` step, one line if the model returns its input."""
         validator = self.validator
         scores = self.write(validator.run, self.training.inference_nets(), counters.step)
         self.write(self.metrics.write, {"step": counters.step, "epoch": counters.epoch, **scores})
+        warning = validator.returns_input(scores) if last else None
+        if warning is not None:
+            residual = "; a residual generator (net.residual=true) stays at its starting identity on large changes: train without it"
+            log.warning("%s%s", warning, residual if self.cfg.net.residual else "")
         value = scores.get(f"val_{validator.metric}", float("nan"))
         if validator.improved(value):
             validator.best = value

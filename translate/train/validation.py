@@ -10,6 +10,12 @@ model's (its objective's ``validation``, ``objectives.py``):
 - ``kid`` (CycleGAN): when the FID Inception weights are present locally (see ``translate
   eval``; never downloaded here), KID of G(A) against the held-out real B images, with one
   subset of all held-out images (few images: noisy, but comparable across steps).
+
+Unpaired models also log ``change_l1``, the mean |G(A) - A|: how much the model changes its
+inputs. Set beside how far apart the domains' held-out images are in mean colour
+(:attr:`Validator.domain_gap`), it tells a model that returns its input (a residual generator
+stays at its starting identity on large changes, README) from one that translates; the run's last
+validation says so in one line (:meth:`Validator.returns_input`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ log = logging.getLogger("translate")
 METRIC_DIRECTION = {"psnr": True, "ssim": True, "l1": False, "cycle_l1": False, "kid": False}
 # metric -> what measures it (objectives.Validation.measures)
 METRIC_MEASURE = {"psnr": "paired", "ssim": "paired", "l1": "paired", "cycle_l1": "cycle", "kid": "kid"}
+# a model whose change_l1 is under this fraction of the domains' colour gap is said to return its input
+RETURNS_INPUT_FRACTION = 0.1
+MIN_DOMAIN_GAP = 2 * 2 / 255  # [-1, 1] units (2 levels of 255): closer domains say nothing about it
 
 
 class NoTestSplit(UserError):
@@ -82,6 +91,7 @@ class Validator:
             ) from None
         dataset.set_epoch(0)
         self.items = [dataset[i] for i in range(min(tc.val_images, len(dataset)))]
+        self.domain_gap = self._domain_gap() if "paired" not in self.spec.measures else None
         measures = self.spec.measures
         metric = self.spec.best_metric if tc.best_metric == "auto" else tc.best_metric
         if metric not in METRIC_MEASURE:
@@ -97,6 +107,26 @@ class Validator:
             metric = None
         self.metric = metric
         self.best: float | None = None
+
+    def _domain_gap(self) -> float | None:
+        """Mean over channels of |mean colour of the held-out A images - of the B images|, in
+        [-1, 1] units; None when A and B have different channels."""
+        if not self.items or self.items[0]["A"].shape[0] != self.items[0]["B"].shape[0]:
+            return None
+        means = [torch.stack([item[side].float().mean((1, 2)) for item in self.items]).mean(0) for side in ("A", "B")]
+        return float((means[0] - means[1]).abs().mean())
+
+    def returns_input(self, scores: dict[str, float]) -> str | None:
+        """One line when ``scores`` (from :meth:`run`) show a model that changes its inputs by
+        less than :data:`RETURNS_INPUT_FRACTION` of the domains' colour gap, else None."""
+        change, gap = scores.get("val_change_l1"), self.domain_gap
+        if change is None or gap is None or gap < MIN_DOMAIN_GAP or change >= RETURNS_INPUT_FRACTION * gap:
+            return None
+        levels = 255 / 2  # [-1, 1] units -> levels of an 8-bit image
+        return (
+            f"validation: the A→B generator changes the held-out A images by {change * levels:.1f} levels of 255 on average, "
+            f"while the two domains' held-out images differ in mean colour by {gap * levels:.1f}: it is returning its input"
+        )
 
     @staticmethod
     def _inception(device: torch.device) -> nn.Module | None:
@@ -134,6 +164,8 @@ class Validator:
                 fake_b = nets["gen_ab"](real_a).float()
                 named = {"A": real_a, "B": real_b, "fake_b": fake_b}
                 scores: dict[str, float] = {}
+                if "paired" not in measures and fake_b.shape == real_a.shape:
+                    scores["change_l1"] = float((fake_b - real_a.float()).abs().mean())
                 if "paired" in measures:
                     for k, v in paired_scores(signed_to_unit(fake_b), signed_to_unit(real_b.float())).items():
                         scores[k] = float(v[0])
