@@ -69,7 +69,7 @@ CYCLEGAN_LEVERS = (
         "toolkit + residual generator + Huber, no identity loss", settings=("net.residual=true", "train.recon_huber=0.05", "train.lambda_identity=0")
     ),
     Variant("toolkit + residual generator + squared cycle/identity", settings=("net.residual=true", "train.recon_huber=1")),
-    # instance norm makes the default generator blind to each image's colour; without norm it trains worse
+    # instance norm hides a constant shift of each input channel from the default generator; this one has no norm
     Variant("toolkit + generator without norm", settings=("net.norm=none",)),
     Variant("toolkit, 4x the steps", steps_factor=4),
     # one-sided models at CycleGAN's wall-clock budget (PatchNCE on the 6-block generator's encoder layers)

@@ -197,11 +197,12 @@ def test_residual_generator_starts_as_the_identity_and_learns_a_change(name: str
 
 
 def test_instance_norm_resnet_cannot_see_a_colour_cast_the_residual_one_keeps_it(photo) -> None:
-    """Why the default CycleGAN generator destroys a photo's colours on a subtle task (the quality
-    benchmark's grade): a per-channel shift of the whole input (a colour cast, a brightness
-    change) shifts every first-layer feature map by a constant, which its instance norm
-    subtracts, so the output does not depend on it at all. The residual generator adds its input
-    back and keeps the cast."""
+    """The default CycleGAN generator cannot see a colour cast of its whole input, one reason its
+    outputs on a subtle task (the quality benchmark's grade) take their colours from the training
+    collections, not from the photo: a constant shift of an input channel (a cast, a brightness
+    change) shifts every first-layer feature map by a constant, which its instance norm subtracts,
+    so the output does not depend on it at all. The residual generator adds its input back and
+    keeps the cast."""
     torch.manual_seed(0)
     x = photo(64, 64, "astronaut") * 0.6  # within (-0.6, 0.6): the shifted image needs no clamping
     cast = torch.tensor([0.3, 0.0, -0.3]).view(1, 3, 1, 1)

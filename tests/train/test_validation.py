@@ -169,20 +169,43 @@ def test_unpaired_validation_logs_kid_when_inception_weights_are_present(unpaire
 
 
 def test_unpaired_validation_says_when_the_model_returns_its_input(unpaired_data: Path, tmp_path: Path, caplog) -> None:
-    """A residual generator starts as the identity: after one step it still returns its input, far
-    less than day and night differ, and the run's last validation says so; the plain generator,
-    which starts from noise, changes its inputs and gets no such line."""
-    args = ["--data", str(unpaired_data), "--steps", "1", *TINY_CYCLEGAN, "--set", "train.val_every=1", "--set", "train.val_images=2"]
-    lines = {}
-    for residual in ("true", "false"):
-        run = tmp_path / residual
+    """A residual generator starts as the identity: after two steps it still returns its input,
+    far less than day and night differ, and the validation at the final step (only that one) says
+    so; the plain generator starts far from its input and gets no such line."""
+    args = ["--data", str(unpaired_data), "--steps", "2", *TINY_CYCLEGAN, "--set", "train.val_every=1", "--set", "train.val_images=2"]
+    for residual in (True, False):
+        run = tmp_path / str(residual)
         caplog.clear()
         with caplog.at_level("WARNING", logger="translate"):
             assert main(["train", "--model", "cyclegan", "--out", str(run), *args, "--set", f"net.residual={residual}"]) == 0
-        lines[residual] = [r.getMessage() for r in caplog.records if "returning its input" in r.getMessage()]
-        (val,) = [r for r in rows(run) if "val_change_l1" in r]
-        lines[residual + " change"] = val["val_change_l1"]
-    (line,) = lines["true"]
-    assert "levels of 255" in line and "net.residual=true" in line
-    assert lines["true change"] < 0.01 < lines["false change"]  # [-1, 1] units
-    assert lines["false"] == []
+        lines = [r.getMessage() for r in caplog.records if "returning its input" in r.getMessage()]
+        changes = [r["val_change_l1"] for r in rows(run) if "val_change_l1" in r]
+        assert len(changes) == 2  # steps 1 and 2
+        if residual:
+            (line,) = lines
+            assert "levels of 255" in line and "net.residual=true" in line
+            assert max(changes) < 0.01  # [-1, 1] units
+        else:
+            assert lines == [] and min(changes) > 0.05
+
+
+def test_the_domain_gap_is_the_test_split_colour_difference_and_says_nothing_below_its_floor(tmp_path: Path) -> None:
+    from translate.data.samples import make_sample_dataset
+    from translate.data.unpaired import UnpairedDataset
+    from translate.train.validation import MIN_DOMAIN_GAP, Validator, domain_gap
+
+    root = make_sample_dataset(tmp_path / "data", "unpaired", size=32, count=3)
+    night = UnpairedDataset(root / "testA", root / "testB")
+    gap = domain_gap(night)
+    assert gap is not None and gap > 10 * MIN_DOMAIN_GAP  # day against night: far apart
+    assert domain_gap(UnpairedDataset(root / "testA", root / "testA")) == 0.0
+    assert domain_gap(UnpairedDataset(root / "testA", root / "testB", channels_b=1)) is None  # RGB -> grey
+    judge = Validator.__new__(Validator)  # returns_input reads only the gap
+    judge.domain_gap = gap
+    assert judge.returns_input({"val_change_l1": 0.05 * gap}) is not None
+    assert judge.returns_input({"val_change_l1": 0.2 * gap}) is None
+    assert judge.returns_input({"val_cycle_l1": 0.0}) is None  # a paired model logs no change
+    judge.domain_gap = MIN_DOMAIN_GAP / 2  # domains alike in colour (a texture change): no claim
+    assert judge.returns_input({"val_change_l1": 0.0}) is None
+    judge.domain_gap = None
+    assert judge.returns_input({"val_change_l1": 0.0}) is None

@@ -237,13 +237,13 @@ class RunOutput:
 
     def validate(self, counters: Counters, last: bool = False) -> None:
         """Held-out scores into the metrics; ``checkpoints/best`` when the chosen one improved; at
-        the ``last`` step, one line if the model returns its input."""
+        the run's final step (``last``), one line if the model returns its input."""
         validator = self.validator
         scores = self.write(validator.run, self.training.inference_nets(), counters.step)
         self.write(self.metrics.write, {"step": counters.step, "epoch": counters.epoch, **scores})
         warning = validator.returns_input(scores) if last else None
         if warning is not None:
-            residual = "; a residual generator (net.residual=true) stays at its starting identity on large changes: train without it"
+            residual = "; a residual generator (net.residual=true) stays near its starting identity on large changes: train without it"
             log.warning("%s%s", warning, residual if self.cfg.net.residual else "")
         value = scores.get(f"val_{validator.metric}", float("nan"))
         if validator.improved(value):

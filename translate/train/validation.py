@@ -12,10 +12,10 @@ model's (its objective's ``validation``, ``objectives.py``):
   subset of all held-out images (few images: noisy, but comparable across steps).
 
 Unpaired models also log ``change_l1``, the mean |G(A) - A|: how much the model changes its
-inputs. Set beside how far apart the domains' held-out images are in mean colour
-(:attr:`Validator.domain_gap`), it tells a model that returns its input (a residual generator
-stays at its starting identity on large changes, README) from one that translates; the run's last
-validation says so in one line (:meth:`Validator.returns_input`).
+inputs. Set beside how far apart the domains' test images are in mean colour (:func:`domain_gap`),
+it tells a model that returns its input (a residual generator stays near its starting identity on
+large changes, README) from one that translates; the validation at the run's final step
+(``--steps``; not one stopped early by a signal) says so in one line (:meth:`Validator.returns_input`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,6 +72,34 @@ def build_validator(cfg: RunConfig, run_dir: Path, device: torch.device) -> Vali
     return validator
 
 
+MAX_GAP_IMAGES = 64  # test images read per domain for the colour gap (evenly spaced)
+
+
+def domain_gap(dataset: Any) -> float | None:
+    """How far apart an unpaired test split's two domains are in colour: the mean over channels
+    of |mean colour of the A images - of the B images|, in [-1, 1] units, each image read once
+    as it is (no crop: the same for every run seed), at most :data:`MAX_GAP_IMAGES` a domain.
+    None when A and B have different channels or no image could be read."""
+    from translate.data.media import read_sample
+
+    if dataset.channels_a != dataset.channels_b:
+        return None
+    means = []
+    for samples in (dataset.samples_a, dataset.samples_b):
+        picked = [samples[round(i)] for i in np.linspace(0, len(samples) - 1, min(len(samples), MAX_GAP_IMAGES))]
+        colours = []
+        for sample in picked:
+            try:
+                image, _ = read_sample(sample, dataset.channels_a, dataset.tables)
+            except (OSError, ValueError, UserError):  # an unreadable file: training skips it too
+                continue
+            colours.append(image.reshape(-1, image.shape[-1]).mean(0))
+        if not colours:
+            return None
+        means.append(np.mean(colours, axis=0))
+    return float(2 * np.abs(means[0] - means[1]).mean())  # [0, 1] -> [-1, 1] units
+
+
 class Validator:
     """Runs the held-out evaluation and keeps track of the best value."""
 
@@ -91,7 +120,7 @@ class Validator:
             ) from None
         dataset.set_epoch(0)
         self.items = [dataset[i] for i in range(min(tc.val_images, len(dataset)))]
-        self.domain_gap = self._domain_gap() if "paired" not in self.spec.measures else None
+        self.domain_gap = domain_gap(dataset) if "paired" not in self.spec.measures else None
         measures = self.spec.measures
         metric = self.spec.best_metric if tc.best_metric == "auto" else tc.best_metric
         if metric not in METRIC_MEASURE:
@@ -108,17 +137,11 @@ class Validator:
         self.metric = metric
         self.best: float | None = None
 
-    def _domain_gap(self) -> float | None:
-        """Mean over channels of |mean colour of the held-out A images - of the B images|, in
-        [-1, 1] units; None when A and B have different channels."""
-        if not self.items or self.items[0]["A"].shape[0] != self.items[0]["B"].shape[0]:
-            return None
-        means = [torch.stack([item[side].float().mean((1, 2)) for item in self.items]).mean(0) for side in ("A", "B")]
-        return float((means[0] - means[1]).abs().mean())
-
     def returns_input(self, scores: dict[str, float]) -> str | None:
         """One line when ``scores`` (from :meth:`run`) show a model that changes its inputs by
-        less than :data:`RETURNS_INPUT_FRACTION` of the domains' colour gap, else None."""
+        less than :data:`RETURNS_INPUT_FRACTION` of the domains' colour gap; None otherwise, and
+        where that says nothing: no ``val_change_l1`` (a paired model, or A and B with different
+        channels) or domains closer than :data:`MIN_DOMAIN_GAP` in mean colour."""
         change, gap = scores.get("val_change_l1"), self.domain_gap
         if change is None or gap is None or gap < MIN_DOMAIN_GAP or change >= RETURNS_INPUT_FRACTION * gap:
             return None
