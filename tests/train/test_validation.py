@@ -200,8 +200,8 @@ def test_the_domain_gap_is_the_test_split_colour_difference_and_says_nothing_bel
     assert gap is not None and gap > 10 * MIN_DOMAIN_GAP  # day against night: far apart
     assert domain_gap(UnpairedDataset(root / "testA", root / "testA")) == 0.0
     assert domain_gap(UnpairedDataset(root / "testA", root / "testB", channels_b=1)) is None  # RGB -> grey
-    judge = Validator.__new__(Validator)  # returns_input reads only the gap
-    judge.domain_gap = gap
+    judge = Validator.__new__(Validator)  # returns_input reads only the gap and the generator kind
+    judge.domain_gap, judge.residual = gap, False
     assert judge.returns_input({"val_change_l1": 0.05 * gap}) is not None
     assert judge.returns_input({"val_change_l1": 0.2 * gap}) is None
     assert judge.returns_input({"val_cycle_l1": 0.0}) is None  # a paired model logs no change

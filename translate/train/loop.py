@@ -243,8 +243,7 @@ class RunOutput:
         self.write(self.metrics.write, {"step": counters.step, "epoch": counters.epoch, **scores})
         warning = validator.returns_input(scores) if last else None
         if warning is not None:
-            residual = "; a residual generator (net.residual=true) stays near its starting identity on large changes: train without it"
-            log.warning("%s%s", warning, residual if self.cfg.net.residual else "")
+            log.warning("%s", warning)
         value = scores.get(f"val_{validator.metric}", float("nan"))
         if validator.improved(value):
             validator.best = value

@@ -80,6 +80,7 @@ def domain_gap(dataset: Any) -> float | None:
     of |mean colour of the A images - of the B images|, in [-1, 1] units, each image read once
     as it is (no crop: the same for every run seed), at most :data:`MAX_GAP_IMAGES` a domain.
     None when A and B have different channels or no image could be read."""
+    from translate.data.io import ImageReadError
     from translate.data.media import read_sample
 
     if dataset.channels_a != dataset.channels_b:
@@ -91,7 +92,7 @@ def domain_gap(dataset: Any) -> float | None:
         for sample in picked:
             try:
                 image, _ = read_sample(sample, dataset.channels_a, dataset.tables)
-            except (OSError, ValueError, UserError):  # an unreadable file: training skips it too
+            except ImageReadError:  # an unreadable file: training skips it too (load_skipping_unreadable)
                 continue
             colours.append(image.reshape(-1, image.shape[-1]).mean(0))
         if not colours:
@@ -121,6 +122,7 @@ class Validator:
         dataset.set_epoch(0)
         self.items = [dataset[i] for i in range(min(tc.val_images, len(dataset)))]
         self.domain_gap = domain_gap(dataset) if "paired" not in self.spec.measures else None
+        self.residual = cfg.net.residual  # named in the returns-input line: the usual reason
         measures = self.spec.measures
         metric = self.spec.best_metric if tc.best_metric == "auto" else tc.best_metric
         if metric not in METRIC_MEASURE:
@@ -146,10 +148,13 @@ class Validator:
         if change is None or gap is None or gap < MIN_DOMAIN_GAP or change >= RETURNS_INPUT_FRACTION * gap:
             return None
         levels = 255 / 2  # [-1, 1] units -> levels of an 8-bit image
-        return (
+        line = (
             f"validation: the A→B generator changes the held-out A images by {change * levels:.1f} levels of 255 on average, "
             f"while the two domains' held-out images differ in mean colour by {gap * levels:.1f}: it is returning its input"
         )
+        if self.residual:
+            line += "; a residual generator (net.residual=true) stays near its starting identity on large changes: train without it"
+        return line
 
     @staticmethod
     def _inception(device: torch.device) -> nn.Module | None:
