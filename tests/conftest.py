@@ -6,6 +6,8 @@
   U-Net (``unet_128``, ngf 4), both instance norm: a test using it runs once for each.
 * ``photo(height, width, name="astronaut")`` → (1, 3, H, W) float32 in [-1, 1] from
   ``skimage.data``.
+* ``graded_data`` → an unpaired dataset folder whose trainB is a subtle film grade of photos
+  like trainA's (:func:`write_collections`).
 """
 
 from __future__ import annotations
@@ -94,3 +96,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)
+
+
+def write_collections(root: Path, render_b, count: int = 8, size: int = 48) -> Path:
+    """``root/trainA`` crops of the left halves of real photos and ``root/trainB`` ``render_b``
+    of crops of their right halves (two collections that share no pixel), PNG."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    from translate.data.samples import random_crop
+
+    rng = np.random.default_rng(0)
+    photos = [np.ascontiguousarray(getattr(skimage.data, name)()[:, :, :3]) for name in ("astronaut", "chelsea", "coffee", "rocket")]
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        half = photo.shape[1] // 2
+        for folder, crop in (("trainA", random_crop(photo[:, :half], size, rng)), ("trainB", render_b(random_crop(photo[:, half:], size, rng)))):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / folder / f"{i:04d}.png"), np.ascontiguousarray(crop[:, :, ::-1]))
+    return root
+
+
+@pytest.fixture(scope="session")
+def graded_data(tmp_path_factory) -> Path:
+    """Unpaired collections a subtle film grade apart (``render_grade``)."""
+    from translate.data.samples import render_grade
+
+    return write_collections(tmp_path_factory.mktemp("graded"), render_grade)

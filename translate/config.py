@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -34,6 +35,7 @@ Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_
 Direction = Literal["AtoB", "BtoA"]
 Schedule = Literal["linear", "step", "cosine", "plateau", "constant"]
 Precision = Literal["fp32", "bf16", "fp16"]
+Auto = Literal["auto"]  # a setting the toolkit recipe chooses from the training data when a run starts (train/auto.py)
 
 
 @dataclass
@@ -60,8 +62,9 @@ class NetConfig:
     # ResNet generator downsampling: stride-2 convolution (the papers') or 3x3 convolution + anti-aliased blur (CUT's code by default)
     downsample: DownsampleKind = "strided"
     # generator output = input + a learned change (in tanh space), starting as the identity (generators with in == out
-    # channels); CycleGAN's L1 cycle and identity losses hold it there: pair it with train.recon_huber (README)
-    residual: bool = False
+    # channels); CycleGAN's L1 cycle and identity losses hold it there: pair it with train.recon_huber (README).
+    # auto (the toolkit's): true where the two training domains look alike in simple image statistics (train/auto.py)
+    residual: bool | Auto = False
     nce_mlp_channels: int = 256  # CUT: width of the 2-layer MLP head on each PatchNCE feature layer
 
 
@@ -87,7 +90,9 @@ class TrainConfig:
     gan_mode: GanMode = "lsgan"
     lambda_cycle: float = 10.0  # CycleGAN: weight of each cycle loss (A->B->A and B->A->B)
     lambda_identity: float = 0.5  # CycleGAN: identity weight, as a fraction of lambda_cycle
-    recon_huber: float = 0.0  # CycleGAN: cycle and identity distances are Huber's with this width ([-1, 1] units); 0 = L1 (the paper's)
+    # CycleGAN: cycle and identity distances are Huber's with this width ([-1, 1] units); 0 = L1 (the paper's);
+    # auto (the toolkit's): 0.05 with a residual generator, else 0
+    recon_huber: float | Auto = 0.0
     lambda_l1: float = 100.0  # pix2pix: weight of the L1 loss
     lambda_ssim: float = 0.0  # pix2pix: weight of the 1 - SSIM loss beside L1 (0 = off, as the paper)
     lambda_nce: float = 1.0  # CUT: weight of the PatchNCE loss (FastCUT: 10)
@@ -179,7 +184,10 @@ DIFFAUGMENT_POLICY = "color,translation,cutout"  # Zhao et al. 2020's policy for
 
 TOOLKIT_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     # what the default recipe changes from the paper's, per model (measured: docs/QUALITY.md)
-    "cyclegan": {"net": {"upsample": "resize", "norm_d": "none"}, "train": {"val_every": -1, "diffaug": DIFFAUGMENT_POLICY}},
+    "cyclegan": {
+        "net": {"upsample": "resize", "norm_d": "none", "residual": "auto"},
+        "train": {"val_every": -1, "diffaug": DIFFAUGMENT_POLICY, "recon_huber": "auto"},
+    },
     "pix2pix": {"net": {"norm": "instance"}, "train": {"val_every": -1, "lambda_gan": 0.1, "lambda_ssim": 100.0, "diffaug": DIFFAUGMENT_POLICY}},
     # the paper's recipe (no lever measured on CUT yet), validating when the data has a test split
     "cut": {"train": {"val_every": -1}},
@@ -197,6 +205,14 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def _check_value(key: str, hint: Any, value: Any) -> Any:
     origin = get_origin(hint)
+    if origin in (Union, types.UnionType):  # e.g. bool | Auto: the first arm that takes the value
+        errors = []
+        for arm in get_args(hint):
+            try:
+                return _check_value(key, arm, value)
+            except UserError as exc:
+                errors.append(str(exc).removeprefix(f"config {key}: {value!r} is not "))
+        raise UserError(f"config {key}: {value!r} is not {' or '.join(errors)}")
     if origin is Literal:
         allowed = get_args(hint)
         if value not in allowed:
@@ -294,6 +310,8 @@ def _check_limits(cls: type, key: str, full_key: str, value: Any) -> None:
     if limit is None:
         return
     low, high, what = limit
+    if isinstance(value, str):  # "auto" (the types allow no other string here)
+        return
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"between {low} and {high}"
         raise UserError(f"config {full_key}: {value!r} is not valid for {what}; use a value {bound}")

@@ -293,3 +293,23 @@ def test_a_reference_checkpoint_is_a_starting_point_for_training(tmp_path):
     assert loaded.cfg.net.generator == "resnet_6blocks" and loaded.cfg.net.base_channels_g == 4
     expected, _, _ = read_reference_generator(path)
     assert all(torch.equal(v, loaded.weights["gen_ab"][k]) for k, v in expected.items())
+
+
+def test_a_reference_generator_stays_plain_where_auto_would_start_from_the_identity(tmp_path, graded_data):
+    """The toolkit recipe's CycleGAN upsamples by resize and, on graded photos, net.residual=auto
+    would make it residual; a reference generator (transposed convolutions, never residual) keeps
+    its own layout and output, so the run's generator is plain and its weights are the reference's."""
+    from translate.cli import main
+    from translate.train.checkpoint import load_checkpoint
+
+    ref = randomise(RefResnetGenerator(3, 3, 4, "instance", 6))
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(ref.state_dict(), path)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(graded_data), "--out", str(run), "--init-from", str(path), "--steps", "1"]
+    argv += ["--crop-size", "32", "--load-size", "32", "--set", "train.lr=0", "--set", "net.base_channels_d=4"]
+    assert main(argv) == 0
+    loaded = load_checkpoint(run)
+    assert loaded.cfg.net.residual is False and loaded.cfg.train.recon_huber == 0.0 and loaded.cfg.net.upsample == "transposed"
+    expected, _, _ = read_reference_generator(path)
+    assert all(torch.equal(v, loaded.weights["gen_ab"][k]) for k, v in expected.items())

@@ -169,8 +169,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, Any, Any]:
 
 
 def _architecture(net_cfg: Any) -> dict[str, Any]:
-    """The generator fields a reference checkpoint decides (the rest stays the new run's)."""
-    return {k: getattr(net_cfg, k) for k in ("generator", "in_channels", "out_channels", "base_channels_g", "norm", "dropout")}
+    """The generator fields a reference checkpoint decides (the rest stays the new run's): its
+    layout, with the reference code's transposed-convolution upsampling and strided downsampling
+    (the toolkit recipe's resize upsampling would not hold its weights), and never residual,
+    whatever ``net.residual=auto`` would choose."""
+    fields = ("generator", "in_channels", "out_channels", "base_channels_g", "norm", "dropout", "upsample", "downsample", "residual")
+    return {k: getattr(net_cfg, k) for k in fields}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,6 +112,8 @@ def build_generator(cfg: NetConfig, in_channels: int | None = None, out_channels
     out_channels = cfg.out_channels if out_channels is None else out_channels
     _check_channels(in_channels, "in_channels")
     _check_channels(out_channels, "out_channels")
+    if not isinstance(cfg.residual, bool):  # "auto" is a training-time choice (translate.train.auto), made before nets are built
+        raise ValueError(f"build_generator: residual must be true or false here, got {cfg.residual!r} (train resolves auto from the data)")
     # a residual generator adds its input to its output, so only one with the same channels in
     # and out can be one (as the identity loss: a grey->RGB CycleGAN's generators stay plain)
     residual = cfg.residual and in_channels == out_channels

@@ -27,6 +27,7 @@ from translate.errors import UserError
 from translate.formats import EMA_PREFIX, MODEL_FILE, STATE_FILE, load_weights
 from translate.nets import build_discriminator, build_generator, init_weights
 from translate.runtime import DistInfo, autocast_dtype, channels_last_activations, place
+from translate.train import auto
 from translate.train.objectives import OBJECTIVES, DiscContext, Objective
 from translate.train.pool import ImagePool
 from translate.train.schedules import Scheduler, build_scheduler, scheduler_state
@@ -183,6 +184,10 @@ def build_training(
         UserError: a precision the device lacks, a bad DiffAugment policy, or ``init_from``
             without a generator of this model.
     """
+    if auto.unresolved(cfg):
+        raise ValueError(
+            f"build_training: {', '.join(auto.unresolved(cfg))} still auto; translate.train.auto.resolve chooses them from the data first"
+        )
     tc = cfg.train
     objective = OBJECTIVES[cfg.model]
     amp_dtype = autocast_dtype(tc.precision, device)

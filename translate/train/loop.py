@@ -34,7 +34,7 @@ from translate.errors import UserError
 from translate.files import atomic_write
 from translate.nets import size_multiple
 from translate.runtime import autocast_dtype, dist_from_env, resolve_device
-from translate.train import distributed
+from translate.train import auto, distributed
 from translate.train.build import Training, build_training
 from translate.train.checkpoint import Counters, LoadedCheckpoint, NonFiniteWeights, save_checkpoint
 from translate.train.logger import MetricsLog, save_grid
@@ -73,6 +73,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
 
     # --- data: order and augmentation depend only on (seed, epoch, index)
     dataset = build_dataset(cfg, "train", kind=OBJECTIVES[cfg.model].data, multiple=size_multiple(cfg.net))
+    cfg = auto.resolve(cfg, dataset, announce=main)  # net.residual=auto and friends, from the training data
+    tc = cfg.train
     sampler = ResumableSampler(len(dataset), seed=tc.seed, rank=dist_info.rank, world_size=dist_info.world_size)
     global_batch = cfg.data.batch_size * dist_info.world_size
     planned_steps = tc.schedule_steps or tc.epochs * math.ceil(len(dataset) / global_batch)  # the schedule's length

@@ -25,7 +25,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -72,33 +71,17 @@ def build_validator(cfg: RunConfig, run_dir: Path, device: torch.device) -> Vali
     return validator
 
 
-MAX_GAP_IMAGES = 64  # test images read per domain for the colour gap (evenly spaced)
-
-
 def domain_gap(dataset: Any) -> float | None:
-    """How far apart an unpaired test split's two domains are in colour: the mean over channels
-    of |mean colour of the A images - of the B images|, in [-1, 1] units, each image read once
-    as it is (no crop: the same for every run seed), at most :data:`MAX_GAP_IMAGES` a domain.
-    None when A and B have different channels or no image could be read."""
-    from translate.data.io import ImageReadError
-    from translate.data.media import read_sample
+    """How far apart an unpaired test split's two domains are in colour
+    (:func:`translate.data.statistics.colour_gap` of at most 64 images a domain, each read
+    once as it is: the same for every run seed), in [-1, 1] units. None when A and B have
+    different channels or no image of a domain could be read."""
+    from translate.data.statistics import colour_gap, read_spread
 
     if dataset.channels_a != dataset.channels_b:
         return None
-    means = []
-    for samples in (dataset.samples_a, dataset.samples_b):
-        picked = [samples[round(i)] for i in np.linspace(0, len(samples) - 1, min(len(samples), MAX_GAP_IMAGES))]
-        colours = []
-        for sample in picked:
-            try:
-                image, _ = read_sample(sample, dataset.channels_a, dataset.tables)
-            except ImageReadError:  # an unreadable file: training skips it too (load_skipping_unreadable)
-                continue
-            colours.append(image.reshape(-1, image.shape[-1]).mean(0))
-        if not colours:
-            return None
-        means.append(np.mean(colours, axis=0))
-    return float(2 * np.abs(means[0] - means[1]).mean())  # [0, 1] -> [-1, 1] units
+    images = [read_spread(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b)]
+    return colour_gap(*images)
 
 
 class Validator:
