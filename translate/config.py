@@ -397,7 +397,7 @@ def net_from_json(text: str) -> NetConfig:
         data = json.loads(text)
     except (TypeError, ValueError):
         raise UserError("checkpoint metadata: the network config is not valid JSON") from None
-    return from_dict(NetConfig, data, "net.")
+    return _chosen(from_dict(NetConfig, data, "net."), "net.")
 
 
 def run_from_json(text: str) -> RunConfig:
@@ -405,4 +405,20 @@ def run_from_json(text: str) -> RunConfig:
         data = json.loads(text)
     except (TypeError, ValueError):
         raise UserError("checkpoint metadata: the run config is not valid JSON") from None
-    return from_dict(RunConfig, data)
+    return _chosen(from_dict(RunConfig, data), "")
+
+
+def _chosen(cfg: Any, prefix: str) -> Any:
+    """``cfg`` (a config dataclass) if none of its ``Auto`` fields is "auto": a saved model holds
+    what its run chose (training writes plain values), so a file saying "auto" was not written by it."""
+    hints = get_type_hints(type(cfg))
+    for item in dataclasses.fields(cfg):
+        value = getattr(cfg, item.name)
+        if dataclasses.is_dataclass(value):
+            _chosen(value, f"{prefix}{item.name}.")
+        elif value == "auto" and get_origin(hints[item.name]) in (Union, types.UnionType) and Auto in get_args(hints[item.name]):
+            raise UserError(
+                f"checkpoint metadata: {prefix}{item.name} is 'auto', which training always replaces by its choice; "
+                "this file was not written by translate train"
+            )
+    return cfg

@@ -164,6 +164,6 @@ def size_multiple(cfg: NetConfig) -> int:
     """
     builder = _lookup(_GENERATORS, "generator", cfg.generator)
     _check_positive(cfg, "in_channels", "out_channels", "base_channels_g")
-    with torch.device("meta"):
-        net = builder(cfg, cfg.in_channels, cfg.out_channels)
+    with torch.device("meta"):  # the output form (residual or not, "auto" not yet chosen) changes no size
+        net = builder(replace(cfg, residual=False), cfg.in_channels, cfg.out_channels)
     return int(getattr(net, "size_multiple", 1))

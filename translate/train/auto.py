@@ -63,16 +63,24 @@ def with_residual(cfg: RunConfig, residual: bool) -> RunConfig:
 
 
 def _choose_residual(dataset: Any, announce: bool) -> bool:
-    from translate.data.statistics import domain_distance, read_spread
+    from translate.data.statistics import MIN_DOMAIN_IMAGES, domain_distance, domain_statistics
 
     if not hasattr(dataset, "samples_b"):
         raise UserError("net.residual=auto compares two unpaired collections (trainA/trainB); for paired data set net.residual=true or false")
-    distance = None
-    if dataset.channels_a == dataset.channels_b:
-        distance = domain_distance(*(read_spread(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b)))
-    if distance is None:  # a residual generator needs the same channels in and out
+    if dataset.channels_a != dataset.channels_b:  # a residual generator needs the same channels in and out
         if announce:
-            log.info("net.residual=auto: the two domains' images have different channels (or none could be read): the papers' generators")
+            log.info("net.residual=auto: the two domains' images have different channels, so the generators are the papers' (net.residual=false)")
+        return False
+    distance = domain_distance(
+        *(domain_statistics(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b))
+    )
+    if distance is None:
+        if announce:
+            log.info(
+                "net.residual=auto: a training collection has fewer than %d readable files (a video counts once), too few to tell "
+                "a subtle change from a large one, so the generators are the papers' (net.residual=false)",
+                MIN_DOMAIN_IMAGES,
+            )
         return False
     subtle = distance < SUBTLE_DISTANCE
     if not announce:

@@ -74,6 +74,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: LoadedCheckpoint | None = No
     # --- data: order and augmentation depend only on (seed, epoch, index)
     dataset = build_dataset(cfg, "train", kind=OBJECTIVES[cfg.model].data, multiple=size_multiple(cfg.net))
     cfg = auto.resolve(cfg, dataset, announce=main)  # net.residual=auto and friends, from the training data
+    if not distributed.all_agree(dist_info, int(cfg.net.residual)):  # pragma: no cover - every rank reads the same files
+        raise RuntimeError("ranks chose different generators (net.residual=auto)")
     tc = cfg.train
     sampler = ResumableSampler(len(dataset), seed=tc.seed, rank=dist_info.rank, world_size=dist_info.world_size)
     global_batch = cfg.data.batch_size * dist_info.world_size

@@ -76,12 +76,11 @@ def domain_gap(dataset: Any) -> float | None:
     (:func:`translate.data.statistics.colour_gap` of at most 64 images a domain, each read
     once as it is: the same for every run seed), in [-1, 1] units. None when A and B have
     different channels or no image of a domain could be read."""
-    from translate.data.statistics import colour_gap, read_spread
+    from translate.data.statistics import colour_gap, domain_statistics
 
     if dataset.channels_a != dataset.channels_b:
         return None
-    images = [read_spread(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b)]
-    return colour_gap(*images)
+    return colour_gap(*(domain_statistics(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b)))
 
 
 class Validator:
