@@ -62,9 +62,11 @@ CYCLEGAN_LEVERS = (
     Variant("paper + learning rate 5e-4", settings=("train.lr=5e-4",), preset="paper"),
     Variant("paper + D without norm", settings=("net.norm_d=none",), preset="paper"),
     Variant("toolkit"),
-    # the recipe README recommends for subtle changes (a grade, a tone): the default, starting as the identity
+    # the default recipe with the papers' generator whatever the data (net.residual=auto chooses per task)
+    Variant("toolkit, papers' generator", settings=("net.residual=false",)),
+    # the default recipe with a generator that starts as the identity whatever the data: what auto chooses
+    # where the collections look alike (grade, detail); where they do not (day2night) it is held near its input
     Variant("toolkit + residual generator + Huber cycle/identity", settings=("net.residual=true", "train.recon_huber=0.05")),
-    # why that recipe is not the default: the identity term holds it near the input where the change is large
     Variant(
         "toolkit + residual generator + Huber, no identity loss", settings=("net.residual=true", "train.recon_huber=0.05", "train.lambda_identity=0")
     ),
@@ -95,6 +97,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     # about the longest budget the issue allows (~10 min a model; 10.7 measured), for the 27 dB day->night target
     "day2night": (*CYCLEGAN_LEVERS, Variant("toolkit, 6x the steps", steps_factor=6)),
     "grade": CYCLEGAN_LEVERS,
+    "detail": CYCLEGAN_LEVERS,
 }
 # unpaired tasks: the collections' colour statistics swapped (quality_data.colour_transfer), scored beside the baselines
 REFERENCE = "reference: colour statistics transfer (not learnt)"
@@ -207,12 +210,42 @@ ROW_FILE = "quality_row.json"
 
 def run_key(line: list[str]) -> dict[str, Any]:
     """What a run's score depends on besides the code: its command and, for the default recipe,
-    what that recipe changes for its model (a paper-preset run does not depend on it)."""
-    from translate.config import TOOLKIT_CHANGES
-
+    what that recipe changes for its model (a paper-preset run does not depend on it), with its
+    ``auto`` settings as this run resolves them (:func:`recipe_changes`)."""
     model, recipe = (line[line.index(flag) + 1] for flag in ("--model", "--preset"))
-    changes = TOOLKIT_CHANGES[model] if recipe == "toolkit" else {}
+    changes = recipe_changes(model, line) if recipe == "toolkit" else {}
     return {"command": line, "toolkit": json.loads(json.dumps(changes, default=str))}
+
+
+def recipe_changes(model: str, line: list[str]) -> dict[str, dict[str, Any]]:
+    """``TOOLKIT_CHANGES[model]`` as the run of ``line`` meets them: an ``auto`` setting that the
+    command's ``--set`` overrides is the command's, one resolved from the data to the paper's
+    value changes nothing, and one resolved to another value is that value. A recipe whose auto
+    settings choose the paper's behaviour on a task keeps that task's earlier runs."""
+    from translate.cli import build_parser
+    from translate.commands.train import resolve_config
+    from translate.config import TOOLKIT_CHANGES, preset
+    from translate.data import build_dataset
+    from translate.nets import size_multiple
+    from translate.train import auto
+    from translate.train.objectives import OBJECTIVES
+
+    changes = TOOLKIT_CHANGES[model]
+    autos = [(section, key) for section, fields in changes.items() for key, value in fields.items() if value == "auto"]
+    if not autos:
+        return changes
+    overrides = [line[i + 1] for i, flag in enumerate(line) if flag == "--set"]
+    cfg = resolve_config(build_parser().parse_args(line))[0]  # as `translate train` builds it
+    resolved = auto.resolve(cfg, build_dataset(cfg, "train", kind=OBJECTIVES[model].data, multiple=size_multiple(cfg.net)), announce=False)
+    paper, set_keys = preset(model, "paper"), {item.split("=", 1)[0] for item in overrides}
+    out = {section: dict(fields) for section, fields in changes.items()}
+    for section, key in autos:
+        value = getattr(getattr(resolved, section), key)
+        if f"{section}.{key}" in set_keys or value == getattr(getattr(paper, section), key):
+            del out[section][key]
+        else:
+            out[section][key] = value
+    return out
 
 
 def reuse(run: Path, line: list[str]) -> dict[str, Any] | None:
@@ -307,12 +340,18 @@ def contact_sheet(task: Task, rows: list[dict[str, Any]], root: Path, path: Path
     return {"task": task.name, "path": str(path.relative_to(path.parent.parent)), "columns": [c for c, _ in columns], "images": names}
 
 
+SAME_AS_INPUT = (0.1, 0.005)  # PSNR dB, SSIM: a model this close to returning the input on both has learnt nothing
+
+
 def verdict(line: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     """A model line against its task's baselines, in words: below returning the input means the
     model changes content it should keep; below the mean image, it has not learnt the scene."""
     if line["kind"] != "model":
         return ""
     base = {s["variant"]: s for s in summary if s["task"] == line["task"] and s["kind"] == "baseline"}
+    same = base.get("baseline: identity")
+    if same and abs(line["psnr"] - same["psnr"]) < SAME_AS_INPUT[0] and abs(line["ssim"] - same["ssim"]) < SAME_AS_INPUT[1]:
+        return f"returns its input (within {SAME_AS_INPUT[0]} dB and {SAME_AS_INPUT[1]} SSIM of it)"
     words = []
     for name, what in (
         ("baseline: identity", "destroys content: below returning the input"),

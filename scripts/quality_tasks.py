@@ -34,6 +34,7 @@ TASKS = (
     Task("sketch2photo", "pix2pix", "unet_128", 1000, data.build_sketch2photo, "heldout/A", "heldout/B", "train/B"),
     Task("day2night", "cyclegan", "resnet_6blocks", 220, data.build_day2night, "heldout/A", "heldout/target", "trainB"),
     Task("grade", "cyclegan", "resnet_6blocks", 220, data.build_grade, "heldout/A", "heldout/target", "trainB"),
+    Task("detail", "cyclegan", "resnet_6blocks", 220, data.build_detail, "heldout/A", "heldout/target", "trainB"),
 )
 PLANS = {  # by --quick: image side, images per training set and held out; steps, generator (None: the task's); width; sheet rows
     False: dict(size=128, train_images=400, test_images=24, steps=None, generator=None, base_channels=16, sheet_rows=3),
