@@ -192,7 +192,7 @@ def test_unpaired_validation_says_when_the_model_returns_its_input(unpaired_data
 def test_the_domain_gap_is_the_test_split_colour_difference_and_says_nothing_below_its_floor(tmp_path: Path) -> None:
     from translate.data.samples import make_sample_dataset
     from translate.data.unpaired import UnpairedDataset
-    from translate.train.validation import MIN_DOMAIN_GAP, Validator, domain_gap
+    from translate.train.validation import MIN_DOMAIN_GAP, NO_CHANGE, Validator, domain_gap
 
     root = make_sample_dataset(tmp_path / "data", "unpaired", size=32, count=3)
     night = UnpairedDataset(root / "testA", root / "testB")
@@ -205,7 +205,10 @@ def test_the_domain_gap_is_the_test_split_colour_difference_and_says_nothing_bel
     assert judge.returns_input({"val_change_l1": 0.05 * gap}) is not None
     assert judge.returns_input({"val_change_l1": 0.2 * gap}) is None
     assert judge.returns_input({"val_cycle_l1": 0.0}) is None  # a paired model logs no change
-    judge.domain_gap = MIN_DOMAIN_GAP / 2  # domains alike in colour (a texture change): no claim
-    assert judge.returns_input({"val_change_l1": 0.0}) is None
-    judge.domain_gap = None
+    judge.domain_gap = MIN_DOMAIN_GAP / 2  # domains alike in colour (a texture change): only a change no one sees is claimed
+    assert judge.returns_input({"val_change_l1": 0.3 * NO_CHANGE}) is not None
+    assert judge.returns_input({"val_change_l1": 3 * NO_CHANGE}) is None
+    judge.residual = True  # the hint for a residual generator that never moved
+    assert "net.residual=false" in judge.returns_input({"val_change_l1": 0.0})
+    judge.domain_gap = None  # A and B with different channels
     assert judge.returns_input({"val_change_l1": 0.0}) is None

@@ -14,7 +14,8 @@ model's (its objective's ``validation``, ``objectives.py``):
 Unpaired models also log ``change_l1``, the mean |G(A) - A|: how much the model changes its
 inputs. Set beside how far apart the domains' test images are in mean colour (:func:`domain_gap`),
 it tells a model that returns its input (a residual generator stays near its starting identity on
-large changes, README) from one that translates; the validation at the run's final step
+large changes, README) from one that translates, as does a change too small to see (a texture
+change whose domains hardly differ in mean colour, not made); the validation at the run's final step
 (``--steps``; not one stopped early by a signal) says so in one line (:meth:`Validator.returns_input`).
 """
 
@@ -43,6 +44,7 @@ METRIC_MEASURE = {"psnr": "paired", "ssim": "paired", "l1": "paired", "cycle_l1"
 # a model whose change_l1 is under this fraction of the domains' colour gap is said to return its input
 RETURNS_INPUT_FRACTION = 0.1
 MIN_DOMAIN_GAP = 2 * 2 / 255  # [-1, 1] units (2 levels of 255): closer domains say nothing about it
+NO_CHANGE = 0.5 * 2 / 255  # [-1, 1] units (half a level of 255 on average): a change no one sees, whatever the domains
 
 
 class NoTestSplit(UserError):
@@ -122,21 +124,32 @@ class Validator:
         self.best: float | None = None
 
     def returns_input(self, scores: dict[str, float]) -> str | None:
-        """One line when ``scores`` (from :meth:`run`) show a model that changes its inputs by
-        less than :data:`RETURNS_INPUT_FRACTION` of the domains' colour gap; None otherwise, and
-        where that says nothing: no ``val_change_l1`` (a paired model, or A and B with different
-        channels) or domains closer than :data:`MIN_DOMAIN_GAP` in mean colour."""
+        """One line when ``scores`` (from :meth:`run`) show a model that returns its inputs: it
+        changes them by less than :data:`RETURNS_INPUT_FRACTION` of the domains' colour gap (a
+        large colour change not made), or by less than :data:`NO_CHANGE` whatever the gap (a
+        texture change not made either: the colour gap of such domains is small). None otherwise,
+        and where that says nothing: no ``val_change_l1`` (a paired model) or A and B with
+        different channels."""
         change, gap = scores.get("val_change_l1"), self.domain_gap
-        if change is None or gap is None or gap < MIN_DOMAIN_GAP or change >= RETURNS_INPUT_FRACTION * gap:
+        if change is None or gap is None:
             return None
         levels = 255 / 2  # [-1, 1] units -> levels of an 8-bit image
-        line = (
-            f"validation: the A→B generator changes the held-out A images by {change * levels:.1f} levels of 255 on average, "
-            f"while the two domains' held-out images differ in mean colour by {gap * levels:.1f}: it is returning its input"
-        )
-        if self.residual:
-            line += "; a residual generator (net.residual=true) stays near its starting identity on large changes: train without it"
-        return line
+        if gap >= MIN_DOMAIN_GAP and change < RETURNS_INPUT_FRACTION * gap:
+            line = (
+                f"validation: the A→B generator changes the held-out A images by {change * levels:.1f} levels of 255 on average, "
+                f"while the two domains' held-out images differ in mean colour by {gap * levels:.1f}: it is returning its input"
+            )
+            hint = "stays near its starting identity on large changes: train without it"
+        elif change < NO_CHANGE:
+            line = (
+                f"validation: the A→B generator changes the held-out A images by {change * levels:.2f} levels of 255 on average, "
+                "a change no one can see: it is returning its input"
+            )
+            hint = "has not left its starting identity: net.residual=false trains the papers' generator instead; compare both with the input"
+        else:
+            return None
+        return line + (f"; a residual generator (net.residual=true) {hint}" if self.residual else "")
+
 
     @staticmethod
     def _inception(device: torch.device) -> nn.Module | None:
