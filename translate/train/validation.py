@@ -150,7 +150,6 @@ class Validator:
             return None
         return line + (f"; a residual generator (net.residual=true) {hint}" if self.residual else "")
 
-
     @staticmethod
     def _inception(device: torch.device) -> nn.Module | None:
         from translate.metrics import find_inception_weights, load_fid_inception
