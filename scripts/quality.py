@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_data as data  # noqa: E402
-from quality_tasks import PLANS, TASKS, Task, dataset, saved_with_key  # noqa: E402
+from quality_tasks import PLANS, TASKS, Task, dataset, run_key, saved_with_key  # noqa: E402
 
 from translate.config import DIFFAUGMENT_POLICY  # noqa: E402
 from translate.files import atomic_write  # noqa: E402
@@ -71,8 +71,8 @@ CYCLEGAN_LEVERS = (
         "toolkit + residual generator + Huber, no identity loss", settings=("net.residual=true", "train.recon_huber=0.05", "train.lambda_identity=0")
     ),
     Variant("toolkit + residual generator + squared cycle/identity", settings=("net.residual=true", "train.recon_huber=1")),
-    # instance norm hides a constant shift of each input channel from the default generator; this one has no norm
-    Variant("toolkit + generator without norm", settings=("net.norm=none",)),
+    # instance norm hides a constant shift of each input channel from the papers' generator; this one has no norm
+    Variant("toolkit, papers' generator without norm", settings=("net.norm=none", "net.residual=false")),
     Variant("toolkit, 4x the steps", steps_factor=4),
     # a shorter average than the 0.999 row's (about 100 steps, not 1000): one that a 220-step run can fill
     Variant("toolkit + weight average 0.99", settings=("train.ema_decay=0.99",)),
@@ -208,46 +208,6 @@ def run_task(task: Task, plan: dict, work: Path, args: argparse.Namespace) -> li
 ROW_FILE = "quality_row.json"
 
 
-def run_key(line: list[str]) -> dict[str, Any]:
-    """What a run's score depends on besides the code: its command and, for the default recipe,
-    what that recipe changes for its model (a paper-preset run does not depend on it), with its
-    ``auto`` settings as this run resolves them (:func:`recipe_changes`)."""
-    model, recipe = (line[line.index(flag) + 1] for flag in ("--model", "--preset"))
-    changes = recipe_changes(model, line) if recipe == "toolkit" else {}
-    return {"command": line, "toolkit": json.loads(json.dumps(changes, default=str))}
-
-
-def recipe_changes(model: str, line: list[str]) -> dict[str, dict[str, Any]]:
-    """``TOOLKIT_CHANGES[model]`` as the run of ``line`` meets them: an ``auto`` setting that the
-    command's ``--set`` overrides is the command's, one resolved from the data to the paper's
-    value changes nothing, and one resolved to another value is that value. A recipe whose auto
-    settings choose the paper's behaviour on a task keeps that task's earlier runs."""
-    from translate.cli import build_parser
-    from translate.commands.train import resolve_config
-    from translate.config import TOOLKIT_CHANGES, preset
-    from translate.data import build_dataset
-    from translate.nets import size_multiple
-    from translate.train import auto
-    from translate.train.objectives import OBJECTIVES
-
-    changes = TOOLKIT_CHANGES[model]
-    autos = [(section, key) for section, fields in changes.items() for key, value in fields.items() if value == "auto"]
-    if not autos:
-        return changes
-    overrides = [line[i + 1] for i, flag in enumerate(line) if flag == "--set"]
-    cfg = resolve_config(build_parser().parse_args(line))[0]  # as `translate train` builds it
-    resolved = auto.resolve(cfg, build_dataset(cfg, "train", kind=OBJECTIVES[model].data, multiple=size_multiple(cfg.net)), announce=False)
-    paper, set_keys = preset(model, "paper"), {item.split("=", 1)[0] for item in overrides}
-    out = {section: dict(fields) for section, fields in changes.items()}
-    for section, key in autos:
-        value = getattr(getattr(resolved, section), key)
-        if f"{section}.{key}" in set_keys or value == getattr(getattr(paper, section), key):
-            del out[section][key]
-        else:
-            out[section][key] = value
-    return out
-
-
 def reuse(run: Path, line: list[str]) -> dict[str, Any] | None:
     """The row of an earlier run with the same key whose predictions are still there, else None.
 
@@ -340,7 +300,7 @@ def contact_sheet(task: Task, rows: list[dict[str, Any]], root: Path, path: Path
     return {"task": task.name, "path": str(path.relative_to(path.parent.parent)), "columns": [c for c, _ in columns], "images": names}
 
 
-SAME_AS_INPUT = (0.1, 0.005)  # PSNR dB, SSIM: a model this close to returning the input on both has learnt nothing
+SAME_AS_INPUT = (0.1, 0.005)  # PSNR dB, SSIM: a model this close to the input's scores on both has learnt nothing they see
 
 
 def verdict(line: dict[str, Any], summary: list[dict[str, Any]]) -> str:
@@ -349,10 +309,11 @@ def verdict(line: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     if line["kind"] != "model":
         return ""
     base = {s["variant"]: s for s in summary if s["task"] == line["task"] and s["kind"] == "baseline"}
+    words = []
     same = base.get("baseline: identity")
     if same and abs(line["psnr"] - same["psnr"]) < SAME_AS_INPUT[0] and abs(line["ssim"] - same["ssim"]) < SAME_AS_INPUT[1]:
-        return f"returns its input (within {SAME_AS_INPUT[0]} dB and {SAME_AS_INPUT[1]} SSIM of it)"
-    words = []
+        words.append(f"scores as returning the input (within {SAME_AS_INPUT[0]} dB and {SAME_AS_INPUT[1]} SSIM)")
+        base.pop("baseline: identity")
     for name, what in (
         ("baseline: identity", "destroys content: below returning the input"),
         ("baseline: mean training target", "below the mean image"),

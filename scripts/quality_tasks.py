@@ -1,4 +1,5 @@
-"""The quality benchmark's tasks: what each trains, on which dataset, and where that dataset is.
+"""The quality benchmark's tasks: what each trains, on which dataset, where that dataset is, and
+what a run's score depends on (:func:`run_key`: a finished run with the same key is kept).
 
 Shared by ``quality.py`` (training and scoring) and ``adversarial_probe.py`` (which reads the same
 datasets). The datasets themselves are built by ``quality_data``.
@@ -63,3 +64,44 @@ def saved_with_key(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return saved if saved.get("key") == key else None
+
+
+def run_key(line: list[str]) -> dict[str, Any]:
+    """What a run's score depends on besides the code: its command and, for the default recipe,
+    what that recipe changes for its model (a paper-preset run does not depend on it), with its
+    ``auto`` settings as this run resolves them (:func:`recipe_changes`)."""
+    model, recipe = (line[line.index(flag) + 1] for flag in ("--model", "--preset"))
+    changes = recipe_changes(model, line) if recipe == "toolkit" else {}
+    return {"command": line, "toolkit": json.loads(json.dumps(changes, default=str))}
+
+
+def recipe_changes(model: str, line: list[str]) -> dict[str, dict[str, Any]]:
+    """``TOOLKIT_CHANGES[model]`` as the run of ``line`` meets them: an ``auto`` setting that the
+    command's ``--set`` overrides is the command's, one resolved from the data to the paper's
+    value changes nothing, and one resolved to another value is that value. A recipe whose auto
+    settings choose the paper's behaviour on a task keeps that task's earlier runs."""
+    from translate.cli import build_parser
+    from translate.commands.train import resolve_config
+    from translate.config import TOOLKIT_CHANGES, preset
+    from translate.data import build_dataset
+    from translate.nets import size_multiple
+    from translate.train import auto
+    from translate.train.objectives import OBJECTIVES
+
+    changes = TOOLKIT_CHANGES[model]
+    autos = [(section, key) for section, fields in changes.items() for key, value in fields.items() if value == "auto"]
+    if not autos:
+        return changes
+    overrides = [line[i + 1] for i, flag in enumerate(line) if flag == "--set"]
+    cfg = resolve_config(build_parser().parse_args(line))[0]  # as `translate train` builds it
+    resolved = auto.resolve(cfg, build_dataset(cfg, "train", kind=OBJECTIVES[model].data, multiple=size_multiple(cfg.net)), announce=False)
+    paper = preset(model, "paper")
+    set_keys = {key for key, _, value in (item.partition("=") for item in overrides) if value != "auto"}  # given as values
+    out = {section: dict(fields) for section, fields in changes.items()}
+    for section, key in autos:
+        value = getattr(getattr(resolved, section), key)
+        if f"{section}.{key}" in set_keys or value == getattr(getattr(paper, section), key):
+            del out[section][key]
+        else:
+            out[section][key] = value
+    return out

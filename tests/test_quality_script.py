@@ -126,5 +126,7 @@ def test_the_report_says_in_words_when_a_model_is_below_a_baseline() -> None:
     assert quality.verdict(summary[0], summary) == ""
     # as close to the input as a residual generator that never moved: not a win, whichever side it falls
     for psnr in (28.05, 27.96):
-        assert quality.verdict(line("stuck", "model", psnr, 0.941), summary).startswith("returns its input")
+        assert quality.verdict(line("stuck", "model", psnr, 0.941), summary).startswith("scores as returning the input")
     assert quality.verdict(line("moved", "model", 28.2, 0.941), summary) == "beats both"
+    stuck_low = quality.verdict(line("stuck", "model", 14.0, 0.4), [line("baseline: identity", "baseline", 14.0, 0.4), summary[1]])
+    assert stuck_low.startswith("scores as returning the input") and stuck_low.endswith("below the mean image (PSNR, SSIM)")

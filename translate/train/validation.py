@@ -127,7 +127,8 @@ class Validator:
         """One line when ``scores`` (from :meth:`run`) show a model that returns its inputs: it
         changes them by less than :data:`RETURNS_INPUT_FRACTION` of the domains' colour gap (a
         large colour change not made), or by less than :data:`NO_CHANGE` whatever the gap (a
-        texture change not made either: the colour gap of such domains is small). None otherwise,
+        texture change not made either: the colour gap of such domains is small; the change is a
+        mean over every pixel, so a model that edits a small region only could fall under it). None otherwise,
         and where that says nothing: no ``val_change_l1`` (a paired model) or A and B with
         different channels."""
         change, gap = scores.get("val_change_l1"), self.domain_gap
@@ -139,16 +140,15 @@ class Validator:
                 f"validation: the A→B generator changes the held-out A images by {change * levels:.1f} levels of 255 on average, "
                 f"while the two domains' held-out images differ in mean colour by {gap * levels:.1f}: it is returning its input"
             )
-            hint = "stays near its starting identity on large changes: train without it"
         elif change < NO_CHANGE:
             line = (
                 f"validation: the A→B generator changes the held-out A images by {change * levels:.2f} levels of 255 on average, "
-                "a change no one can see: it is returning its input"
+                "too little to see: it is returning its input"
             )
-            hint = "has not left its starting identity: net.residual=false trains the papers' generator instead; compare both with the input"
         else:
             return None
-        return line + (f"; a residual generator (net.residual=true) {hint}" if self.residual else "")
+        hint = "; a residual generator (net.residual=true) stays near its starting identity: net.residual=false trains the papers' generator instead"
+        return line + (hint + "; compare both with the input (translate eval)" if self.residual else "")
 
     @staticmethod
     def _inception(device: torch.device) -> nn.Module | None:
