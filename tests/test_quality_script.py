@@ -130,3 +130,24 @@ def test_the_report_says_in_words_when_a_model_is_below_a_baseline() -> None:
     assert quality.verdict(line("moved", "model", 28.2, 0.941), summary) == "beats both"
     stuck_low = quality.verdict(line("stuck", "model", 14.0, 0.4), [line("baseline: identity", "baseline", 14.0, 0.4), summary[1]])
     assert stuck_low.startswith("scores as returning the input") and stuck_low.endswith("below the mean image (PSNR, SSIM)")
+
+
+def test_the_key_holds_the_default_recipes_choices_as_each_run_made_them(quick: tuple[Path, dict]) -> None:
+    """A run is kept only while its key matches, and the default recipe chooses its generator
+    from the data: the key of a default run says residual exactly when the run trained one, and
+    a row that sets the generator itself carries it in its command instead."""
+    import yaml
+
+    out, result = quick
+    runs = out.parent / "work" / "runs"
+    for task in ("day2night", "grade", "detail"):
+        for variant, given in (("toolkit", False), ("toolkit___residual_generator___Huber_cycle_identity", True)):
+            run = runs / f"{task}_{variant}_seed0"
+            key = json.loads((run / "quality_row.json").read_text(encoding="utf-8"))["key"]
+            trained = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+            assert ("net.residual=true" in key["command"]) == given
+            if given:
+                assert "residual" not in key["toolkit"]["net"] and trained["net"]["residual"] is True
+            else:
+                assert key["toolkit"]["net"].get("residual", False) == trained["net"]["residual"]
+                assert key["toolkit"]["train"].get("recon_huber", 0.0) == trained["train"]["recon_huber"]
