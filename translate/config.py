@@ -408,17 +408,26 @@ def run_from_json(text: str) -> RunConfig:
     return _chosen(from_dict(RunConfig, data), "")
 
 
+def auto_fields(cfg: Any, prefix: str = "") -> list[str]:
+    """The dotted names of ``cfg``'s ``Auto``-typed fields (nested configs included) still set to
+    "auto": what training chooses from the data before it builds anything (``train/auto.py``)."""
+    hints = get_type_hints(type(cfg))
+    found = []
+    for item in dataclasses.fields(cfg):
+        value, hint = getattr(cfg, item.name), hints[item.name]
+        if dataclasses.is_dataclass(value):
+            found += auto_fields(value, f"{prefix}{item.name}.")
+        elif value == "auto" and get_origin(hint) in (Union, types.UnionType) and Auto in get_args(hint):
+            found.append(f"{prefix}{item.name}")
+    return found
+
+
 def _chosen(cfg: Any, prefix: str) -> Any:
     """``cfg`` (a config dataclass) if none of its ``Auto`` fields is "auto": a saved model holds
     what its run chose (training writes plain values), so a file saying "auto" was not written by it."""
-    hints = get_type_hints(type(cfg))
-    for item in dataclasses.fields(cfg):
-        value = getattr(cfg, item.name)
-        if dataclasses.is_dataclass(value):
-            _chosen(value, f"{prefix}{item.name}.")
-        elif value == "auto" and get_origin(hints[item.name]) in (Union, types.UnionType) and Auto in get_args(hints[item.name]):
-            raise UserError(
-                f"checkpoint metadata: {prefix}{item.name} is 'auto', which training always replaces by its choice; "
-                "this file was not written by translate train"
-            )
+    unchosen = auto_fields(cfg, prefix)
+    if unchosen:
+        raise UserError(
+            f"checkpoint metadata: {unchosen[0]} is 'auto', which training always replaces by its choice; this file was not written by translate train"
+        )
     return cfg

@@ -54,6 +54,17 @@ def domain_statistics(samples: Sequence[Sample], channels: int, tables: dict[Any
     return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
 
+def dataset_statistics(dataset: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`domain_statistics` of an unpaired dataset's two domains (``samples_a``,
+    ``samples_b``, read as its ``channels_a``), or None when its domains' channels differ (grey
+    against RGB: no statistic compares)."""
+    if dataset.channels_a != dataset.channels_b:
+        return None
+    return domain_statistics(dataset.samples_a, dataset.channels_a, dataset.tables), domain_statistics(
+        dataset.samples_b, dataset.channels_a, dataset.tables
+    )
+
+
 def colour_gap(stats_a: np.ndarray, stats_b: np.ndarray) -> float | None:
     """The mean over channels of |mean colour of the A images - of the B images|, in [-1, 1]
     units, from two :func:`domain_statistics` tables; None when either is empty or their

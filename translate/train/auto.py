@@ -24,7 +24,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from translate.config import RunConfig
+from translate.config import RunConfig, auto_fields
 from translate.errors import UserError
 
 log = logging.getLogger("translate")
@@ -34,9 +34,8 @@ RESIDUAL_HUBER = 0.05  # [-1, 1] units: the Huber width the residual generator t
 
 
 def unresolved(cfg: RunConfig) -> list[str]:
-    """The settings of ``cfg`` still set to ``auto``."""
-    found = ["net.residual"] if cfg.net.residual == "auto" else []
-    return found + (["train.recon_huber"] if cfg.train.recon_huber == "auto" else [])
+    """The settings of ``cfg`` still set to ``auto`` (:func:`translate.config.auto_fields`)."""
+    return auto_fields(cfg)
 
 
 def resolve(cfg: RunConfig, dataset: Any, *, announce: bool = True) -> RunConfig:
@@ -63,17 +62,16 @@ def with_residual(cfg: RunConfig, residual: bool) -> RunConfig:
 
 
 def _choose_residual(dataset: Any, announce: bool) -> bool:
-    from translate.data.statistics import MIN_DOMAIN_IMAGES, domain_distance, domain_statistics
+    from translate.data.statistics import MIN_DOMAIN_IMAGES, dataset_statistics, domain_distance
 
     if not hasattr(dataset, "samples_b"):
         raise UserError("net.residual=auto compares two unpaired collections (trainA/trainB); for paired data set net.residual=true or false")
-    if dataset.channels_a != dataset.channels_b:  # a residual generator needs the same channels in and out
+    stats = dataset_statistics(dataset)
+    if stats is None:  # a residual generator needs the same channels in and out
         if announce:
             log.info("net.residual=auto: the two domains' images have different channels, so the generators are the papers' (net.residual=false)")
         return False
-    distance = domain_distance(
-        *(domain_statistics(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b))
-    )
+    distance = domain_distance(*stats)
     if distance is None:
         if announce:
             log.info(

@@ -184,10 +184,9 @@ def build_training(
         UserError: a precision the device lacks, a bad DiffAugment policy, or ``init_from``
             without a generator of this model.
     """
-    if auto.unresolved(cfg):
-        raise ValueError(
-            f"build_training: {', '.join(auto.unresolved(cfg))} still auto; translate.train.auto.resolve chooses them from the data first"
-        )
+    unresolved = auto.unresolved(cfg)
+    if unresolved:
+        raise ValueError(f"build_training: {', '.join(unresolved)} still auto; translate.train.auto.resolve chooses them from the data first")
     tc = cfg.train
     objective = OBJECTIVES[cfg.model]
     amp_dtype = autocast_dtype(tc.precision, device)

@@ -78,11 +78,10 @@ def domain_gap(dataset: Any) -> float | None:
     (:func:`translate.data.statistics.colour_gap` of at most 64 images a domain, each read
     once as it is: the same for every run seed), in [-1, 1] units. None when A and B have
     different channels or no image of a domain could be read."""
-    from translate.data.statistics import colour_gap, domain_statistics
+    from translate.data.statistics import colour_gap, dataset_statistics
 
-    if dataset.channels_a != dataset.channels_b:
-        return None
-    return colour_gap(*(domain_statistics(samples, dataset.channels_a, dataset.tables) for samples in (dataset.samples_a, dataset.samples_b)))
+    stats = dataset_statistics(dataset)
+    return None if stats is None else colour_gap(*stats)
 
 
 class Validator:
